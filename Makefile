@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh clone:  make run  |  make test
+PY      ?= python3
+VENV    ?= .venv
+PORT    ?= 8501
+HOST    ?= 127.0.0.1
+STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test test-fast bench chromium clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	# torch is pinned here (the CPU build on this machine); pyproject.toml only declares a range
+	$(VENV)/bin/pip install -q torch==2.13.0 -e ".[test]"
+	@touch $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address $(HOST) --server.headless true
+
+test: $(STAMP) chromium
+	$(VENV)/bin/python -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -ra -m "not browser and not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info screenshots

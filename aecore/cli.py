@@ -1,0 +1,229 @@
+"""Command line: ``aecore train | show | datasets``.
+
+With ``--json`` every event is one JSON object per line and the last line is the final
+metrics, so scripts, tests and benchmarks parse the output without scraping text. Bad
+arguments and bad files exit with status 2 and one line naming the problem.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise CLIError(f"{self.prog}: {message}")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers (e.g. 1000,500,250)")
+    return vals
+
+
+def _noise(text: str) -> tuple[str | None, float | None]:
+    """``0.3`` (level), ``masking`` (kind) or ``masking:0.3`` (both)."""
+    from .config import NOISES
+
+    kind, _, level = text.partition(":")
+    try:
+        return None, float(text)
+    except ValueError:
+        pass
+    if kind not in NOISES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a noise level or kind; use a number, one of {', '.join(NOISES)}, or KIND:LEVEL")
+    try:
+        return kind, float(level) if level else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"noise level {level!r} in {text!r} is not a number") from None
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else v
+    return v
+
+
+def _emit(obj: dict) -> None:
+    print(json.dumps({k: _clean(v) for k, v in obj.items()}), flush=True)
+
+
+def _build_parser() -> _Parser:
+    from .registry import VARIANTS, variant_names
+    from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULES
+
+    p = _Parser(prog="aecore", description="Train and inspect autoencoders.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    names = variant_names()
+    epilog = "variants:\n" + "\n".join(f"  {n:<12} {VARIANTS[n].summary}" for n in names)
+    t = sub.add_parser("train", help="train one autoencoder", epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--variant", required=True, choices=names, metavar="V", help="one of: " + ", ".join(names))
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", metavar="D", help="a registered dataset (see `aecore datasets`)")
+    src.add_argument("--data-file", metavar="PATH", help=".npy / .npz / .csv array or a folder of images")
+    t.add_argument("--code-size", "-k", type=int, required=True, metavar="K")
+    t.add_argument("--loss", choices=LOSSES)
+    t.add_argument("--activation", choices=ACTIVATIONS)
+    t.add_argument("--output", choices=("linear", "sigmoid"), help="decoder output nonlinearity")
+    t.add_argument("--tied", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--reg", type=float, metavar="L", help="lambda: L1 weight (sparse), Jacobian weight (contractive)")
+    t.add_argument("--noise", type=_noise, metavar="S", help="noise level, kind (gaussian, masking, salt-pepper) or KIND:LEVEL")
+    t.add_argument("--hidden", type=_int_list, metavar="SIZES", help="hidden layer sizes, e.g. 1000,500,250")
+    t.add_argument("--beta", type=float, default=1.0, help="weight of the VAE's KL term")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-schedule", choices=SCHEDULES, default="constant")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--n-train", type=int, help="train on a seeded subset of this many examples")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--data-dir", metavar="DIR", help="data root (default: $AECORE_DATA)")
+    t.add_argument("--no-download", action="store_true", help="never download; fail if the files are not here")
+    t.add_argument("--out", metavar="DIR", help="save the run here (default: the run store, $AECORE_RUNS)")
+    t.add_argument("--no-save", action="store_true", help="do not save the run")
+    t.add_argument("--json", action="store_true", help="one JSON object per line; the last holds the metrics")
+
+    s = sub.add_parser("show", help="print a saved run's config and metrics")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("datasets", help="list datasets and whether they are available offline")
+    d.add_argument("--data-dir", metavar="DIR")
+    d.add_argument("--json", action="store_true")
+    return p
+
+
+def _load_data(args):
+    from .data import load, load_file
+
+    if args.data_file:
+        return load_file(args.data_file)
+    progress = None
+    if not args.json:
+        def progress(done, total):
+            pct = f"{100 * done / total:5.1f}%" if total else f"{done / 1e6:.1f} MB"
+            print(f"\rdownloading {args.dataset}: {pct}", end="", file=sys.stderr, flush=True)
+    return load(args.dataset, root=args.data_dir, download=not args.no_download, progress=progress)
+
+
+def _train(args) -> int:
+    from .config import ModelConfig, TrainConfig
+    from .training import Failed, Finished, Progress, Trainer
+
+    kind, level = args.noise if args.noise else (None, None)
+    if level is not None and kind is None:
+        from .registry import get_variant
+        if get_variant(args.variant).defaults.get("noise", "none") == "none":
+            kind = "gaussian"
+    mc = ModelConfig(variant=args.variant, code_size=args.code_size, activation=args.activation, output=args.output,
+                     tied=args.tied, loss=args.loss, reg=args.reg, noise=kind, noise_level=level,
+                     hidden=args.hidden, beta=args.beta)
+    data = _load_data(args)
+    tc = TrainConfig(dataset=args.dataset or str(Path(args.data_file).name), epochs=args.epochs,
+                     batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+                     weight_decay=args.weight_decay, seed=args.seed, device=args.device, n_train=args.n_train,
+                     progress_every=0.5, snapshot_every=1e9)
+    data_info = {"name": data.name, "shape": list(data.shape), "input_dim": data.dim,
+                 "value_range": list(data.value_range),
+                 "label_names": list(data.label_names) if data.label_names else None}
+    store = run_id = None
+    if not args.no_save and not args.out:
+        from .runs import RunStore
+        store = RunStore()
+        run_id = store.start(mc, tc)
+    for ev in Trainer(mc, tc, data).run():
+        if isinstance(ev, Progress):
+            if args.json:
+                _emit({"event": "progress", "step": ev.step, "epoch": round(ev.epoch, 4), "loss": ev.loss,
+                       **ev.terms, "samples_per_second": ev.samples_per_second, "elapsed": ev.elapsed})
+            else:
+                terms = "  ".join(f"{k} {v:.4g}" for k, v in ev.terms.items())
+                print(f"epoch {ev.epoch:6.2f}/{ev.epochs}  loss {ev.loss:.4g}  ({terms})  "
+                      f"{ev.samples_per_second:,.0f} samples/s", file=sys.stderr)
+        elif isinstance(ev, Failed):
+            if store:
+                store.fail(run_id, ev.reason)
+            raise CLIError(f"aecore train: {ev.reason}")
+        elif isinstance(ev, Finished):
+            metrics = dict(ev.metrics)
+            if args.out:
+                from .checkpoint import save_run
+                from .runs import sanitize_name
+                out = Path(args.out)
+                if out.exists():
+                    out = out / sanitize_name(f"{mc.variant}-K{mc.code_size}-seed{tc.seed}")
+                    n, base = 1, out
+                    while out.exists():
+                        n, out = n + 1, base.with_name(f"{base.name}-{n}")
+                metrics["run_dir"] = str(save_run(out, mc, tc, ev.model, metrics, ev.history, data_info))
+            elif store:
+                metrics["run_dir"] = str(store.finish(run_id, mc, tc, ev.model, metrics, ev.history, data_info))
+            if args.json:
+                _emit({"event": "finished", **metrics})
+            else:
+                for k, v in metrics.items():
+                    print(f"{k:>24}: {v:.6g}" if isinstance(v, float) else f"{k:>24}: {v}")
+    return 0
+
+
+def _show(args) -> int:
+    from .checkpoint import load_run
+
+    run = load_run(args.run_dir)
+    doc = {"run_dir": str(run.path), "model": run.model_cfg.to_dict(), "train": run.train_cfg.to_dict(),
+           "data": run.data_info, "metrics": run.metrics, "history_rows": len(run.history)}
+    print(json.dumps(doc) if args.json else json.dumps(doc, indent=2))
+    return 0
+
+
+def _datasets(args) -> int:
+    from .data import list_datasets
+
+    rows = list_datasets(root=args.data_dir)
+    if args.json:
+        for r in rows:
+            _emit(r)
+    else:
+        for r in rows:
+            where = r.get("location") or "not here (downloads on first use)"
+            flag = "offline" if r["available_offline"] else "download"
+            print(f"{r['name']:<15} {flag:<9} {r.get('description', '')}  [{where}]")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+
+    try:
+        args = _build_parser().parse_args(argv)
+        return {"train": _train, "show": _show, "datasets": _datasets}[args.command](args)
+    except CLIError as exc:
+        print(str(exc), file=sys.stderr)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"aecore: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("aecore: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

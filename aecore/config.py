@@ -1,0 +1,158 @@
+"""Frozen, validated configuration: what to build (ModelConfig) and how to train it (TrainConfig).
+
+Messages name the parameter, the bad value and what is allowed (scikit-learn style).
+``None`` in a ModelConfig field means "the variant's default"; ``__post_init__`` resolves it
+from the registry, so a stored config is always complete and round-trips through JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from .registry import get_variant
+
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES"]
+
+ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
+OUTPUTS = ("linear", "sigmoid")
+LOSSES = ("squared", "cross-entropy")
+NOISES = ("none", "gaussian", "masking", "salt-pepper")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# caps that keep a typo from eating the machine; raise them deliberately if needed
+MAX_CODE_SIZE = 100_000
+MAX_EPOCHS = 100_000
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names it."""
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+
+
+def _check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False):
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{name}={value!r} must be {kind}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be finite")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ConfigError(f"{name}={value!r} must be {'>' if lo_open else '>='} {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{name}={value!r} must be <= {hi}")
+
+
+class _Serializable:
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise ConfigError(f"{cls.__name__} must be built from a dict, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serializable):
+    """What to build. ``reg`` is lambda: L1 weight for ``sparse``, Jacobian weight for
+    ``contractive`` (ignored by variants without a regularizer). ``beta`` weighs the VAE's KL."""
+
+    variant: str = "sigmoid"
+    code_size: int = 32
+    activation: str | None = None
+    output: str | None = None
+    tied: bool | None = None
+    loss: str | None = None
+    reg: float | None = None
+    noise: str | None = None
+    noise_level: float | None = None
+    hidden: tuple[int, ...] | None = None
+    beta: float = 1.0
+
+    def __post_init__(self):
+        spec = get_variant(self.variant) if isinstance(self.variant, str) else get_variant(repr(self.variant))
+        base = dict(activation="sigmoid", output="sigmoid", tied=False, loss="cross-entropy",
+                    reg=0.0, noise="none", noise_level=0.0, hidden=())
+        base.update(spec.defaults)
+        for name, default in base.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        _check_number("code_size", self.code_size, 1, MAX_CODE_SIZE, integer=True)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("output", self.output, OUTPUTS)
+        if not isinstance(self.tied, bool):
+            raise ConfigError(f"tied={self.tied!r} must be true or false")
+        _check_choice("loss", self.loss, LOSSES)
+        _check_number("reg", self.reg, 0.0)
+        _check_choice("noise", self.noise, NOISES)
+        _check_number("noise_level", self.noise_level, 0.0)
+        if self.noise in ("masking", "salt-pepper") and self.noise_level > 1:
+            raise ConfigError(f"noise_level={self.noise_level!r} is a fraction of inputs for {self.noise} noise; must be <= 1")
+        if not isinstance(self.hidden, tuple):
+            raise ConfigError(f"hidden={self.hidden!r} must be a list of layer sizes")
+        for i, h in enumerate(self.hidden):
+            _check_number(f"hidden[{i}]", h, 1, MAX_CODE_SIZE, integer=True)
+        _check_number("beta", self.beta, 0.0)
+        if self.hidden and "hidden" not in spec.uses:
+            raise ConfigError(f"hidden={list(self.hidden)} is not used by variant {self.variant!r} (one hidden layer); "
+                              f"use variant 'deep' or 'vae' for hidden layers")
+        if self.reg > 0 and "reg" not in spec.uses:
+            raise ConfigError(f"reg={self.reg!r} is not used by variant {self.variant!r}; "
+                              f"variants with a regularizer: sparse, contractive")
+        if self.loss == "cross-entropy" and self.output != "sigmoid":
+            raise ConfigError(
+                f"loss='cross-entropy' needs output='sigmoid' (a Bernoulli mean in [0, 1]); got output={self.output!r}")
+
+    @property
+    def spec(self):
+        return get_variant(self.variant)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """How to train: data, optimizer, schedule, seed and device."""
+
+    dataset: str = "digits"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"  # or "cosine": decay to 0 over the run (removes mini-batch jitter at the end)
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    n_train: int | None = None  # use a seeded subset of the training set (None: all)
+    snapshot_every: float = 0.5  # seconds of wall clock between snapshots
+    progress_every: float = 0.1  # seconds between progress events
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset={self.dataset!r} must be a dataset name or a file path")
+        _check_number("epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
+        _check_number("batch_size", self.batch_size, 1, 1_000_000, integer=True)
+        _check_number("lr", self.lr, 0.0, 10.0, lo_open=True)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _check_number("weight_decay", self.weight_decay, 0.0)
+        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        _check_choice("device", self.device, DEVICES)
+        if self.n_train is not None:
+            _check_number("n_train", self.n_train, 2, integer=True)
+        _check_number("snapshot_every", self.snapshot_every, 0.0)
+        _check_number("progress_every", self.progress_every, 0.0)

@@ -1,0 +1,55 @@
+"""Metrics shared by the trainer, the CLI, the benchmarks and the pages."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import subspace_angles
+
+__all__ = ["recon_errors", "principal_angles_deg", "psnr", "linear_probe_accuracy", "knn_accuracy"]
+
+
+def recon_errors(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
+    """``mse``: mean squared error per pixel; ``sse``: squared error summed over the pixels of
+    one image, averaged over images (the unit of Hinton & Salakhutdinov 2006)."""
+    x = np.asarray(x, dtype=np.float64)
+    x_hat = np.asarray(x_hat, dtype=np.float64)
+    if x.shape != x_hat.shape:
+        raise ValueError(f"shapes differ: x {x.shape} vs reconstruction {x_hat.shape}")
+    sq = np.square(x - x_hat)
+    return {"mse": float(sq.mean()), "sse": float(sq.sum(axis=1).mean())}
+
+
+def principal_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Principal angles (degrees, descending) between the column spaces of a (D, K1) and b (D, K2)."""
+    return np.degrees(subspace_angles(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
+
+
+def psnr(x: np.ndarray, x_hat: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: 10 log10(range² / MSE); inf for a perfect copy."""
+    mse = float(np.mean(np.square(np.asarray(x, np.float64) - np.asarray(x_hat, np.float64))))
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+
+
+def linear_probe_accuracy(z_train, y_train, z_test, y_test, n_labels: int | None = None, seed: int = 0) -> float:
+    """Test accuracy of a logistic regression trained on (a seeded subset of n_labels) codes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    z_train, y_train = np.asarray(z_train), np.asarray(y_train)
+    if n_labels is not None and n_labels < len(y_train):
+        idx = np.random.default_rng(seed).choice(len(y_train), size=n_labels, replace=False)
+        z_train, y_train = z_train[idx], y_train[idx]
+    scaler = StandardScaler().fit(z_train)
+    clf = LogisticRegression(max_iter=1000).fit(scaler.transform(z_train), y_train)
+    return float(clf.score(scaler.transform(np.asarray(z_test)), np.asarray(y_test)))
+
+
+def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out k-nearest-neighbour label accuracy of a 2-D (or any) map."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    points, labels = np.asarray(points), np.asarray(labels)
+    nn = KNeighborsClassifier(n_neighbors=k + 1).fit(points, labels)
+    idx = nn.kneighbors(points, return_distance=False)[:, 1:]  # drop the point itself
+    votes = labels[idx]
+    pred = np.array([np.bincount(v).argmax() for v in votes])
+    return float((pred == labels).mean())

@@ -1,0 +1,74 @@
+"""Loss terms. Each returns a scalar tensor: a per-example sum over dimensions, averaged
+over the batch (so ``squared_error`` is in the per-image SSE unit of Hinton & Salakhutdinov
+2006). A model's loss is a dict of these named terms; the trainer weights and sums them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["squared_error", "cross_entropy", "l1_sparsity", "contractive_penalty",
+           "activation_derivative", "gaussian_kl", "gaussian_nll"]
+
+
+def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # per_entry: (B, D); mask: (B, D) with 1 = observed, 0 = missing (no loss, no gradient)
+    if mask is not None:
+        per_entry = per_entry * mask
+    return per_entry.sum(dim=1).mean()
+
+
+def squared_error(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_d (x̂_d - x_d)^2, mean over the batch; only observed entries when ``mask`` is given."""
+    return _masked_sum((recon - x).square(), mask)
+
+
+def cross_entropy(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Bernoulli cross-entropy -sum_d [x_d log x̂_d + (1-x_d) log(1-x̂_d)] with x̂ = sigmoid(logits),
+    computed from the logits for numerical stability; x must lie in [0, 1]."""
+    return _masked_sum(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
+
+
+def gaussian_nll(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """-log N(x; x̂, I) = 0.5 ||x - x̂||^2 + D/2 log 2π (unit-variance Gaussian decoder), in nats."""
+    per_entry = 0.5 * (recon - x).square() + 0.5 * math.log(2 * math.pi)
+    return _masked_sum(per_entry, mask)
+
+
+def l1_sparsity(h: torch.Tensor) -> torch.Tensor:
+    """Ω(h) = sum_k |h_k|, mean over the batch."""
+    return h.abs().sum(dim=1).mean()
+
+
+def activation_derivative(name: str, pre: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """dh/da elementwise for h = act(a); uses the already computed h where cheaper."""
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "tanh":
+        return 1 - h.square()
+    if name == "relu":
+        return (pre > 0).to(pre.dtype)
+    if name == "linear":
+        return torch.ones_like(pre)
+    raise ValueError(f"activation={name!r} has no derivative here")
+
+
+def contractive_penalty(weight: torch.Tensor, pre: torch.Tensor, h: torch.Tensor, activation: str) -> torch.Tensor:
+    """||J_f(x)||_F^2 for h = act(W x + b) (Rifai et al. 2011, eq. 2).
+
+    J = diag(act'(a)) W, so ||J||_F^2 = sum_k act'(a_k)^2 sum_d W_kd^2: no Jacobian is formed.
+    weight: (K, D); pre, h: (B, K). Mean over the batch.
+    """
+    d = activation_derivative(activation, pre, h)  # (B, K)
+    row_norms = weight.square().sum(dim=1)  # (K,)
+    return (d.square() * row_norms).sum(dim=1).mean()
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) summed over code dimensions, mean over the batch.
+
+    Kingma & Welling 2014, Appendix B: -1/2 sum_k (1 + log σ_k^2 - μ_k^2 - σ_k^2).
+    """
+    return (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(dim=1).mean()

@@ -1,0 +1,143 @@
+"""The run store: run folders (see ``checkpoint``) under one root, indexed in SQLite.
+
+    store = RunStore()                       # $AECORE_RUNS or ~/.cache/aecore/runs
+    run_id = store.start(model_cfg, train_cfg)   # row marked 'running'
+    store.finish(run_id, model, metrics, history, data_info)   # folder written atomically
+    store.fail(run_id, reason)
+    store.list(); store.load(run_id)
+
+A run that was 'running' in a process that no longer exists is marked 'interrupted' when a
+store is opened, so a server killed mid-training leaves a consistent index.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+from .checkpoint import CheckpointError, LoadedRun, load_run, save_run
+
+__all__ = ["RunStore", "runs_root", "sanitize_name"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT, created REAL, finished REAL, status TEXT, pid INTEGER,
+    variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT
+)"""
+
+
+def runs_root() -> Path:
+    env = os.environ.get("AECORE_RUNS")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("AECORE_CACHE")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache" / "aecore") / "runs"
+
+
+def sanitize_name(name: str, max_len: int = 48) -> str:
+    """Keep letters, digits, '-' and '_' (no path separators, no dots): safe as a folder name."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(name)).strip("-_")[:max_len]
+    return slug or "run"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else runs_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._db() as db:
+            db.execute(_SCHEMA)
+            for run_id, pid in db.execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall():
+                if pid != os.getpid() and not _pid_alive(pid or 0):
+                    db.execute("UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
+                               ("the process running it ended before it finished", run_id))
+
+    def _db(self):
+        con = sqlite3.connect(self.root / "index.sqlite", timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        return _Tx(con)
+
+    def path(self, run_id: str) -> Path:
+        safe = sanitize_name(run_id, 120)
+        if safe != run_id:
+            raise CheckpointError(f"run id {run_id!r} is not a valid run id")
+        return self.root / run_id
+
+    def start(self, model_cfg, train_cfg, name: str | None = None) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        label = sanitize_name(name or f"{model_cfg.variant}-K{model_cfg.code_size}")
+        run_id = f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
+        cfg = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict()})
+        with self._lock, self._db() as db:
+            db.execute("INSERT INTO runs (id, name, created, status, pid, variant, dataset, code_size, config) "
+                       "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                       (run_id, label, time.time(), os.getpid(), model_cfg.variant, train_cfg.dataset,
+                        model_cfg.code_size, cfg))
+        return run_id
+
+    def finish(self, run_id: str, model_cfg, train_cfg, model, metrics: dict, history=(),
+               data_info: dict | None = None, status: str = "finished") -> Path:
+        path = save_run(self.path(run_id), model_cfg, train_cfg, model, metrics, history, data_info)
+        with self._lock, self._db() as db:
+            db.execute("UPDATE runs SET status = ?, finished = ?, metrics = ? WHERE id = ?",
+                       (status, time.time(), json.dumps(metrics, default=float), run_id))
+        return path
+
+    def fail(self, run_id: str, reason: str, status: str = "failed") -> None:
+        with self._lock, self._db() as db:
+            db.execute("UPDATE runs SET status = ?, finished = ?, reason = ? WHERE id = ?",
+                       (status, time.time(), reason, run_id))
+
+    def list(self, status: str | None = None) -> list[dict]:
+        q = "SELECT id, name, created, finished, status, variant, dataset, code_size, config, metrics, reason FROM runs"
+        args: tuple = ()
+        if status:
+            q, args = q + " WHERE status = ?", (status,)
+        with self._db() as db:
+            rows = db.execute(q + " ORDER BY created DESC", args).fetchall()
+        keys = ("id", "name", "created", "finished", "status", "variant", "dataset", "code_size", "config",
+                "metrics", "reason")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r))
+            d["config"] = json.loads(d["config"]) if d["config"] else {}
+            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+            out.append(d)
+        return out
+
+    def load(self, run_id: str, device="cpu") -> LoadedRun:
+        return load_run(self.path(run_id), device=device)
+
+
+class _Tx:
+    """``with store._db() as db``: commit on success, roll back on error, always close."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def __enter__(self):
+        return self.con
+
+    def __exit__(self, et, ev, tb):
+        with closing(self.con):
+            if et is None:
+                self.con.commit()
+            else:
+                self.con.rollback()
+        return False

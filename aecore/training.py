@@ -1,0 +1,322 @@
+"""The Trainer: trains any registered model and reports what happens as immutable events.
+
+It knows nothing about a particular variant: it asks the model for its named loss terms
+(``loss_terms``) and their weights (``loss_weights``), sums them, and logs every key.
+Data sits on the device as one tensor and is sliced by shuffled indices; loss terms are
+accumulated on the device and read back only at a wall-clock cadence, so a GPU never waits
+for the host inside the loop.
+
+    for event in Trainer(model_cfg, train_cfg, data).run():
+        ...  # Progress | Snapshot | Finished | Failed
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .baselines import fit_pca
+from .config import ModelConfig, TrainConfig
+from .metrics import principal_angles_deg, recon_errors
+from .models import build_model
+
+__all__ = ["Progress", "Snapshot", "Finished", "Failed", "Trainer", "TrainResult", "TrainingFailed",
+           "fit", "resolve_device", "evaluate"]
+
+
+# --- events ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    epoch: float             # fractional epochs done
+    epochs: int
+    total_steps: int
+    terms: Mapping[str, float]  # weighted terms, mean over the steps since the last event
+    loss: float              # their sum
+    samples_per_second: float
+    elapsed: float           # seconds since training started
+    eta: float               # seconds left (estimate)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    step: int
+    epoch: float
+    elapsed: float
+    W: np.ndarray                 # (K1, D) first encoder layer: the filters
+    decoder_W: np.ndarray         # (D, K_last) last decoder layer
+    inputs: np.ndarray            # (n, D) a fixed batch of test examples
+    corrupted: np.ndarray | None  # (n, D) what the model saw, for noisy variants
+    recon: np.ndarray             # (n, D) its reconstructions
+    codes: np.ndarray             # (m, K) codes of a fixed test sample
+    code_labels: np.ndarray | None
+    principal_angles_deg: np.ndarray | None  # linear variants: decoder subspace vs PCA's
+
+
+@dataclass(frozen=True)
+class Finished:
+    metrics: Mapping[str, object]
+    history: tuple  # rows (dicts) of every Progress event
+    model: torch.nn.Module = field(repr=False)
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    step: int | None = None
+    history: tuple = ()
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+# --- helpers -----------------------------------------------------------------------------
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is missing is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is available; use device='auto' or 'cpu'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device='mps' was asked for but MPS is not available; use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def _batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)]) if x.shape[0] else x
+
+
+@torch.no_grad()
+def evaluate(model, x_test: np.ndarray, x_train: np.ndarray, code_size: int, device=None,
+             seed: int = 0) -> dict[str, float]:
+    """Test reconstruction error of the model and of PCA at the same K (and the ELBO for a VAE)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    xt = torch.as_tensor(x_test, device=device)
+    recon = _batched(model.reconstruct, xt).cpu().numpy()
+    err = recon_errors(x_test, recon)
+    pca = fit_pca(x_train, code_size)
+    perr = recon_errors(x_test, pca.reconstruct(x_test))
+    out = {"test_mse": err["mse"], "test_sse": err["sse"], "pca_mse": perr["mse"], "pca_sse": perr["sse"],
+           "pca_components": pca.n_components_}
+    if hasattr(model, "elbo"):
+        g = torch.Generator(device=device).manual_seed(seed)
+        elbos = [model.elbo(xt[i:i + 4096], generator=g) * xt[i:i + 4096].shape[0] for i in range(0, len(xt), 4096)]
+        out["test_elbo"] = float(torch.stack(elbos).sum() / len(xt))
+    if getattr(model, "is_linear", False) and code_size <= x_train.shape[1]:
+        out["max_principal_angle_deg"] = float(
+            principal_angles_deg(model.decoder_weight.detach().cpu().numpy(), pca.components_.T).max())
+    model.train(was_training)
+    return out
+
+
+class Trainer:
+    """Trains ``build_model(model_cfg)`` on ``data`` (an ``aecore.data.Dataset``).
+
+    ``stop`` (a ``threading.Event``) ends training within one step; the run then finishes
+    with ``stopped=True`` and its metrics. Events are yielded from ``run()``.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
+                 n_show: int = 16, n_codes: int = 1000):
+        self.model_cfg = model_cfg
+        self.train_cfg = train_cfg
+        self.data = data
+        self.stop = stop or threading.Event()
+        self.n_show = n_show
+        self.n_codes = n_codes
+
+    def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
+        try:
+            yield from self._run()
+        except (ValueError, RuntimeError, MemoryError) as exc:  # OOM, bad device, bad shapes
+            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                yield Failed(f"out of memory: {exc}. Try a smaller code size, hidden layers or batch size.")
+            else:
+                yield Failed(f"{type(exc).__name__}: {exc}")
+
+    def _run(self):
+        mc, tc, data = self.model_cfg, self.train_cfg, self.data
+        torch.set_flush_denormal(True)  # weights shrinking to ~0 would otherwise slow CPU matmuls 10-30x
+        device = resolve_device(tc.device)
+        x_np = data.x_train
+        if tc.n_train is not None and tc.n_train < len(x_np):
+            idx = np.random.default_rng(tc.seed).choice(len(x_np), size=tc.n_train, replace=False)
+            x_np = np.ascontiguousarray(x_np[np.sort(idx)])
+        if mc.loss == "cross-entropy" and (float(x_np.min()) < 0 or float(x_np.max()) > 1):
+            raise ValueError(f"loss='cross-entropy' needs inputs in [0, 1]; data {tc.dataset!r} spans "
+                             f"[{float(x_np.min()):.3g}, {float(x_np.max()):.3g}]. Use loss='squared'.")
+        D = x_np.shape[1]
+        gen = torch.Generator(device=device).manual_seed(tc.seed)
+        init_gen = torch.Generator().manual_seed(tc.seed)
+        model = build_model(mc, D, generator=init_gen).to(device)
+        with warnings.catch_warnings():  # dataset arrays are read-only; training never writes to x
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.as_tensor(x_np, device=device)  # (N, D) the whole training set, on the device
+        N, B = x.shape[0], min(tc.batch_size, x.shape[0])
+        steps_per_epoch = math.ceil(N / B)
+        total_steps = steps_per_epoch * tc.epochs
+        opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
+        opt = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        weights = model.loss_weights()
+        names = list(weights)
+        w_vec = torch.tensor([weights[n] for n in names], device=device)
+
+        # fixed views for snapshots
+        xs_np = data.x_test[: self.n_show]
+        xs = torch.as_tensor(xs_np, device=device)
+        xs_corrupt = model.corrupt(xs, torch.Generator(device=device).manual_seed(tc.seed + 1))
+        noisy = xs_corrupt is not xs
+        xc = torch.as_tensor(data.x_test[: self.n_codes], device=device)
+        yc = None if data.y_test is None else np.asarray(data.y_test[: self.n_codes])
+        pca_basis = None
+        if model.is_linear and mc.code_size <= D:
+            pca_basis = fit_pca(x_np, mc.code_size).components_.T  # (D, K)
+
+        def snapshot(step, epoch, elapsed):
+            model.eval()
+            with torch.no_grad():
+                rec = model.reconstruct(xs_corrupt)
+                codes = _batched(model.encode, xc)
+                W = model.W.detach().cpu().numpy().copy()
+                dW = model.decoder_weight.detach().cpu().numpy().copy()
+            model.train()
+            ang = principal_angles_deg(dW, pca_basis) if pca_basis is not None else None
+            return Snapshot(step, epoch, elapsed, W, dW, xs_np, xs_corrupt.cpu().numpy() if noisy else None,
+                            rec.cpu().numpy(), codes.cpu().numpy(), yc, ang)
+
+        # fail fast: one batch through the model before any step
+        model.train()
+        with torch.no_grad():
+            first = model.loss_terms(x[:B], generator=torch.Generator(device=device).manual_seed(tc.seed))
+        for n, t in first.items():
+            if not torch.isfinite(t):
+                yield Failed(f"loss term {n!r} is not finite on the first batch ({float(t)}): check the data")
+                return
+        yield snapshot(0, 0.0, 0.0)
+
+        history: list[dict] = []
+        acc = torch.zeros(len(names), device=device)  # weighted terms summed since the last event
+        epoch_acc = torch.zeros(len(names), device=device)
+        first_bad = torch.full((len(names),), -1, dtype=torch.long, device=device)
+        acc_steps = 0
+        step = 0
+        t0 = time.perf_counter()
+        last_progress = last_snap = t0
+        last_step_reported, last_time_reported = 0, t0
+        epoch_loss = float("nan")
+        stopped = False
+
+        def progress(now):
+            nonlocal acc_steps, last_step_reported, last_time_reported
+            vals = (acc / max(acc_steps, 1)).tolist()  # the one host sync per cadence
+            bad = first_bad.tolist()
+            if any(b >= 0 for b in bad):
+                i = min((b, i) for i, b in enumerate(bad) if b >= 0)[1]
+                return Failed(f"diverged at step {bad[i]} (term {names[i]!r} is not finite); "
+                              f"try a lower learning rate than lr={tc.lr:g}", bad[i], tuple(history))
+            terms = dict(zip(names, vals))
+            dt = max(now - last_time_reported, 1e-9)
+            sps = (step - last_step_reported) * B / dt
+            elapsed = now - t0
+            eta = elapsed / step * (total_steps - step) if step else float("nan")
+            ev = Progress(step, step / steps_per_epoch, tc.epochs, total_steps, terms, float(sum(vals)),
+                          sps, elapsed, eta)
+            history.append({"step": step, "epoch": ev.epoch, "elapsed": elapsed, "loss": ev.loss,
+                            "samples_per_second": sps, **terms})
+            acc.zero_()
+            acc_steps = 0
+            last_step_reported, last_time_reported = step, now
+            return ev
+
+        for epoch in range(tc.epochs):
+            perm = torch.randperm(N, generator=gen, device=device)
+            epoch_acc.zero_()
+            for i in range(0, N, B):
+                if tc.lr_schedule == "cosine":
+                    for group in opt.param_groups:
+                        group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                xb = x[perm[i:i + B]]
+                terms = model.loss_terms(xb, generator=gen)
+                vec = torch.stack([terms[n] for n in names]) * w_vec
+                loss = vec.sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                vec = vec.detach()
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(vec), step, first_bad)
+                acc += vec
+                epoch_acc += vec
+                acc_steps += 1
+                step += 1
+                if self.stop.is_set():
+                    stopped = True
+                    break
+                now = time.perf_counter()
+                if now - last_progress >= tc.progress_every:
+                    ev = progress(now)
+                    yield ev
+                    if isinstance(ev, Failed):
+                        return
+                    last_progress = now
+                if now - last_snap >= tc.snapshot_every:
+                    yield snapshot(step, step / steps_per_epoch, now - t0)
+                    last_snap = time.perf_counter()
+            if stopped:
+                break
+            epoch_loss = float(epoch_acc.sum()) / steps_per_epoch
+        now = time.perf_counter()
+        if acc_steps:
+            ev = progress(now)
+            yield ev
+            if isinstance(ev, Failed):
+                return
+        seconds = now - t0
+        yield snapshot(step, step / steps_per_epoch, seconds)
+        metrics = {"variant": mc.variant, "dataset": tc.dataset, "code_size": mc.code_size,
+                   "epochs": step / steps_per_epoch, "steps": step, "device": str(device),
+                   "seconds": seconds, "samples_per_second": step * B / max(seconds, 1e-9) if step else 0.0,
+                   "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss)}
+        metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
+        yield Finished(metrics, tuple(history), model, stopped)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: torch.nn.Module
+    metrics: Mapping[str, object]
+    history: tuple
+    snapshots: tuple
+    stopped: bool
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data, on_event=None, keep_snapshots: bool = False,
+        stop: threading.Event | None = None) -> TrainResult:
+    """Run a Trainer to the end; raise ``TrainingFailed`` with its reason if it fails."""
+    snaps = []
+    for ev in Trainer(model_cfg, train_cfg, data, stop=stop).run():
+        if on_event is not None:
+            on_event(ev)
+        if isinstance(ev, Snapshot) and keep_snapshots:
+            snaps.append(ev)
+        elif isinstance(ev, Failed):
+            raise TrainingFailed(ev.reason)
+        elif isinstance(ev, Finished):
+            return TrainResult(ev.model, dict(ev.metrics), ev.history, tuple(snaps), ev.stopped)
+    raise TrainingFailed("training ended without a result")

@@ -1,0 +1,171 @@
+"""Background training jobs for the dashboard.
+
+A job is a thread that runs an ``aecore`` Trainer and writes what happens into its
+``JobRecord``. It never calls ``st.*`` (output from other threads is lost); pages read the
+record from a fragment that reruns on a timer. A process-wide ``JobManager`` caps how many
+jobs train at once (``AECORE_MAX_JOBS``, default 2 on CPU) and queues the rest in FIFO order.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aecore.training import Failed, Finished, Progress, Snapshot, Trainer
+
+__all__ = ["JobRecord", "JobManager", "default_max_jobs"]
+
+MAX_SNAPSHOTS = 120  # kept for replay; thinned by half when full (first and newest always kept)
+
+
+def default_max_jobs() -> int:
+    env = os.environ.get("AECORE_MAX_JOBS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"AECORE_MAX_JOBS={env!r} must be a whole number >= 1") from None
+        if n < 1:
+            raise ValueError(f"AECORE_MAX_JOBS={env!r} must be a whole number >= 1")
+        return n
+    import torch
+
+    return 4 if torch.cuda.is_available() else 2
+
+
+@dataclass
+class JobRecord:
+    """Everything a page needs to draw a job. Written by the job thread, read by pages."""
+
+    id: int
+    model_cfg: object
+    train_cfg: object
+    data_info: dict
+    status: str = "queued"  # queued | running | finished | stopped | failed
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    progress: Progress | None = None
+    history: list = field(default_factory=list)  # dict rows, one per Progress
+    snapshots: list = field(default_factory=list)  # Snapshot events, thinned for replay
+    metrics: dict | None = None
+    error: str | None = None
+    run_id: str | None = None
+    save_error: str | None = None
+    first_progress_at: float | None = None  # wall time of the first loss point (for the latency bench)
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    model: object = field(default=None, repr=False)
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self.snapshots[-1] if self.snapshots else None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("finished", "stopped", "failed")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _add_snapshot(self, snap: Snapshot) -> None:
+        snaps = self.snapshots
+        if len(snaps) >= MAX_SNAPSHOTS:
+            # keep the first one and every other one after it; build a new list so readers never see it half-done
+            snaps = [snaps[0], *snaps[2::2]]
+        self.snapshots = [*snaps, snap]
+
+
+class JobManager:
+    """Runs jobs in threads, at most ``max_jobs`` at once; the rest wait in FIFO order."""
+
+    def __init__(self, max_jobs: int | None = None, store=None):
+        self.max_jobs = max_jobs or default_max_jobs()
+        self.store = store
+        self._cond = threading.Condition()
+        self._waiting: list[JobRecord] = []
+        self._running = 0
+        self._ids = itertools.count(1)
+
+    def submit(self, model_cfg, train_cfg, data, data_info: dict | None = None, save: bool = True) -> JobRecord:
+        job = JobRecord(next(self._ids), model_cfg, train_cfg, dict(data_info or {}))
+        with self._cond:
+            self._waiting.append(job)
+        threading.Thread(target=self._work, args=(job, data, save), name=f"aecore-job-{job.id}", daemon=True).start()
+        return job
+
+    def queue_position(self, job: JobRecord) -> int | None:
+        """1 for the next job to start; None when the job is not waiting."""
+        with self._cond:
+            try:
+                return self._waiting.index(job) + 1
+            except ValueError:
+                return None
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def _work(self, job: JobRecord, data, save: bool) -> None:
+        with self._cond:
+            while not (self._waiting and self._waiting[0] is job and self._running < self.max_jobs):
+                if job.stop_event.is_set():
+                    self._waiting.remove(job)
+                    self._cond.notify_all()
+                    job.status, job.ended = "stopped", time.time()
+                    return
+                self._cond.wait(timeout=0.2)
+            self._waiting.pop(0)
+            self._running += 1
+            self._cond.notify_all()
+        try:
+            self._train(job, data, save)
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def _train(self, job: JobRecord, data, save: bool) -> None:
+        job.status, job.started = "running", time.time()
+        run_id = None
+        if save and self.store is not None:
+            try:
+                run_id = self.store.start(job.model_cfg, job.train_cfg)
+            except Exception as exc:  # a broken store must not stop training
+                job.save_error = f"run not recorded: {exc}"
+        try:
+            for ev in Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event).run():
+                if isinstance(ev, Progress):
+                    if job.first_progress_at is None:
+                        job.first_progress_at = time.time()
+                    job.history = [*job.history, {"step": ev.step, "epoch": ev.epoch, "elapsed": ev.elapsed,
+                                                  "loss": ev.loss, "samples_per_second": ev.samples_per_second,
+                                                  **ev.terms}]
+                    job.progress = ev
+                elif isinstance(ev, Snapshot):
+                    job._add_snapshot(ev)
+                elif isinstance(ev, Failed):
+                    job.error = ev.reason
+                    job.status = "failed"
+                    if run_id:
+                        self.store.fail(run_id, ev.reason)
+                elif isinstance(ev, Finished):
+                    job.metrics = dict(ev.metrics)
+                    job.model = ev.model
+                    if run_id:
+                        try:
+                            self.store.finish(run_id, job.model_cfg, job.train_cfg, ev.model, job.metrics,
+                                              ev.history, job.data_info, status="stopped" if ev.stopped else "finished")
+                            job.run_id = run_id
+                        except Exception as exc:
+                            job.save_error = f"run not saved: {exc}"
+                            self.store.fail(run_id, job.save_error)
+                    job.status = "stopped" if ev.stopped else "finished"
+        except Exception as exc:  # never let a job thread die silently
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.status = "failed"
+            if run_id:
+                self.store.fail(run_id, job.error)
+        finally:
+            job.ended = time.time()
