@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PCABasis", "fit_pca"]
+__all__ = ["PCABasis", "fit_pca", "pca_error_curve", "recovered_components"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,61 @@ def fit_pca(x_train: np.ndarray, k: int) -> PCABasis:
         while len(_CACHE) > 8:
             _CACHE.popitem(last=False)
     return basis.truncate(k)
+
+
+def pca_error_curve(x_train: np.ndarray, x_eval: np.ndarray | None = None) -> np.ndarray:
+    """Mean per-image SSE of PCA (fit on x_train) on x_eval, for every K = 0 .. min(N, D).
+
+    Entry K is  mean_i || x_i - x̂_i(K) ||²  with  x̂(K) = μ + V_K V_Kᵀ (x - μ).  With z = Vᵀ(x - μ)
+    the scores on all components, the error is ||x - μ||² - Σ_{j<=K} z_j² (V orthonormal), so one
+    projection and a cumulative sum give the whole curve.  On the training set it equals
+    (N-1)/N times the sum of the discarded eigenvalues Σ_{j>K} λ_j (``all_variances_``); on
+    held-out data it is slightly higher.  x_eval=None evaluates on x_train.
+    """
+    x_train = np.asarray(x_train)
+    basis = fit_pca(x_train, x_train.shape[1])  # every component (min(N, D) of them)
+    x = np.asarray(x_train if x_eval is None else x_eval, dtype=np.float64)
+    xc = x - basis.mean_  # (N, D)
+    z2 = np.square(xc @ basis.components_.T)  # (N, K_max) squared scores
+    total = np.square(xc).sum(axis=1)  # (N,) error at K = 0 (reconstruct with the mean)
+    curve = total.mean() - np.concatenate([[0.0], np.cumsum(z2.mean(axis=0))])
+    return np.clip(curve, 0.0, None)
+
+
+def recovered_components(decoder_W: np.ndarray, x_train: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Principal directions recovered from a linear autoencoder's decoder weights, (k, D).
+
+    A linear autoencoder at its optimum spans PCA's top-K subspace, but its K columns are any
+    invertible mix of the components (W* = V_K A), so the columns themselves do not match
+    PCA's. The subspace does, so do PCA *inside* it:
+
+        Q = orthonormal basis of col(W*)  (thin SVD W* = U S Rᵀ, Q = U; D x K)
+        C = Qᵀ Σ Q   the data covariance seen inside the subspace (K x K)
+        C = R Λ Rᵀ   eigendecomposition, eigenvalues descending
+        components = (Q R)ᵀ
+
+    When col(W*) = span(V_K) the subspace is invariant under Σ, so Q R = V_K up to the sign of
+    each column: the components come back in PCA's order. Signs follow PCA's convention
+    (largest-magnitude entry positive). ``k`` keeps the first k (default: all K).
+    """
+    W = np.asarray(decoder_W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"decoder_W must be (D, K), got shape {W.shape}")
+    x = np.asarray(x_train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != W.shape[0]:
+        raise ValueError(f"x_train must be (N, D={W.shape[0]}), got shape {x.shape}")
+    u, s, _ = np.linalg.svd(W, full_matrices=False)  # u: (D, K)
+    rank = int(np.sum(s > s.max() * 1e-10)) if s.size and s.max() > 0 else 0
+    q = u[:, :rank]  # (D, r) orthonormal basis of the decoder's column space
+    z = (x - x.mean(axis=0)) @ q  # (N, r) the data inside the subspace
+    cov = z.T @ z / max(len(x) - 1, 1)  # (r, r)
+    evals, r = np.linalg.eigh(cov)
+    comps = (q @ r[:, np.argsort(evals)[::-1]]).T  # (r, D), by decreasing variance
+    signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
+    signs[signs == 0] = 1
+    comps = comps * signs[:, None]
+    if k is not None:
+        if k < 1:
+            raise ValueError(f"k={k} must be >= 1")
+        comps = comps[:k]
+    return comps

@@ -105,6 +105,20 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); the run is corrupted") from None
 
 
+def _read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            if None in row:  # more cells than the header names
+                raise ValueError(f"a row has {len(row[None])} cell(s) more than the header")
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in rows]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+        raise CheckpointError(f"{path} is not a valid history file ({exc}); the run is corrupted") from None
+
+
 def load_run(run_dir, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild a saved run through the registry; raise CheckpointError naming any bad file."""
     run_dir = Path(run_dir)
@@ -119,15 +133,15 @@ def load_run(run_dir, device: str | torch.device = "cpu") -> LoadedRun:
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{run_dir / 'config.json'} does not describe a model: {exc}") from None
     metrics = _read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-    history = []
-    if (run_dir / "history.csv").exists():
-        with open(run_dir / "history.csv", newline="") as f:
-            history = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    history = _read_history(run_dir / "history.csv")
     weights = run_dir / "model.safetensors"
     if not weights.exists():
         raise CheckpointError(f"model.safetensors is missing from run folder {run_dir}")
+    from .training import resolve_device
+
+    device = resolve_device(str(device))  # a missing GPU is said as such, not as a corrupted run
     try:
-        state = load_file(str(weights), device=str(device))
+        state = load_file(str(weights))  # always onto the CPU first
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({exc}); the run is corrupted") from None
     model = build_model(model_cfg, input_dim)

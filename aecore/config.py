@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 
 from .registry import get_variant
@@ -36,16 +37,29 @@ def _check_choice(name, value, allowed):
         raise ConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
 
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
 def _check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False):
+    """Validate a number (numpy scalars accepted) and return it as a plain int / float."""
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+    if _is_bool(value) or not isinstance(value, numbers.Integral if integer else numbers.Real):
         raise ConfigError(f"{name}={value!r} must be {kind}")
+    value = int(value) if integer else (int(value) if isinstance(value, numbers.Integral) else float(value))
     if not math.isfinite(value):
         raise ConfigError(f"{name}={value!r} must be finite")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ConfigError(f"{name}={value!r} must be {'>' if lo_open else '>='} {lo}")
     if hi is not None and value > hi:
         raise ConfigError(f"{name}={value!r} must be <= {hi}")
+    return value
+
+
+def _set_numbers(obj, checks: dict) -> None:
+    """Run ``_check_number`` for each field and store the plain Python value (JSON-safe)."""
+    for name, kwargs in checks.items():
+        object.__setattr__(obj, name, _check_number(name, getattr(obj, name), **kwargs))
 
 
 class _Serializable:
@@ -84,7 +98,10 @@ class ModelConfig(_Serializable):
     beta: float = 1.0
 
     def __post_init__(self):
-        spec = get_variant(self.variant) if isinstance(self.variant, str) else get_variant(repr(self.variant))
+        try:
+            spec = get_variant(self.variant if isinstance(self.variant, str) else repr(self.variant))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         base = dict(activation="sigmoid", output="sigmoid", tied=False, loss="cross-entropy",
                     reg=0.0, noise="none", noise_level=0.0, hidden=())
         base.update(spec.defaults)
@@ -93,22 +110,26 @@ class ModelConfig(_Serializable):
                 object.__setattr__(self, name, default)
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
-        _check_number("code_size", self.code_size, 1, MAX_CODE_SIZE, integer=True)
+        if _is_bool(self.tied):
+            object.__setattr__(self, "tied", bool(self.tied))
+        _set_numbers(self, {"code_size": dict(lo=1, hi=MAX_CODE_SIZE, integer=True), "reg": dict(lo=0.0),
+                            "noise_level": dict(lo=0.0), "beta": dict(lo=0.0)})
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("output", self.output, OUTPUTS)
         if not isinstance(self.tied, bool):
             raise ConfigError(f"tied={self.tied!r} must be true or false")
         _check_choice("loss", self.loss, LOSSES)
-        _check_number("reg", self.reg, 0.0)
         _check_choice("noise", self.noise, NOISES)
-        _check_number("noise_level", self.noise_level, 0.0)
         if self.noise in ("masking", "salt-pepper") and self.noise_level > 1:
             raise ConfigError(f"noise_level={self.noise_level!r} is a fraction of inputs for {self.noise} noise; must be <= 1")
         if not isinstance(self.hidden, tuple):
             raise ConfigError(f"hidden={self.hidden!r} must be a list of layer sizes")
-        for i, h in enumerate(self.hidden):
-            _check_number(f"hidden[{i}]", h, 1, MAX_CODE_SIZE, integer=True)
-        _check_number("beta", self.beta, 0.0)
+        object.__setattr__(self, "hidden", tuple(
+            _check_number(f"hidden[{i}]", h, 1, MAX_CODE_SIZE, integer=True) for i, h in enumerate(self.hidden)))
+        if self.beta != 1.0 and "beta" not in spec.uses:
+            raise ConfigError(f"beta={self.beta!r} is not used by variant {self.variant!r}; only 'vae' weighs a KL term")
+        if self.tied and "tied" not in spec.uses:
+            raise ConfigError(f"tied=True is not supported by variant {self.variant!r}")
         if self.hidden and "hidden" not in spec.uses:
             raise ConfigError(f"hidden={list(self.hidden)} is not used by variant {self.variant!r} (one hidden layer); "
                               f"use variant 'deep' or 'vae' for hidden layers")
@@ -144,15 +165,13 @@ class TrainConfig(_Serializable):
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"dataset={self.dataset!r} must be a dataset name or a file path")
-        _check_number("epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
-        _check_number("batch_size", self.batch_size, 1, 1_000_000, integer=True)
-        _check_number("lr", self.lr, 0.0, 10.0, lo_open=True)
+        _set_numbers(self, {"epochs": dict(lo=1, hi=MAX_EPOCHS, integer=True),
+                            "batch_size": dict(lo=1, hi=1_000_000, integer=True),
+                            "lr": dict(lo=0.0, hi=10.0, lo_open=True), "weight_decay": dict(lo=0.0),
+                            "seed": dict(lo=0, hi=2**63 - 1, integer=True),
+                            "snapshot_every": dict(lo=0.0), "progress_every": dict(lo=0.0)})
+        if self.n_train is not None:
+            _set_numbers(self, {"n_train": dict(lo=2, integer=True)})
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        _check_number("weight_decay", self.weight_decay, 0.0)
-        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
         _check_choice("device", self.device, DEVICES)
-        if self.n_train is not None:
-            _check_number("n_train", self.n_train, 2, integer=True)
-        _check_number("snapshot_every", self.snapshot_every, 0.0)
-        _check_number("progress_every", self.progress_every, 0.0)

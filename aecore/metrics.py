@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import subspace_angles
 
-__all__ = ["recon_errors", "principal_angles_deg", "psnr", "linear_probe_accuracy", "knn_accuracy"]
+__all__ = ["recon_errors", "principal_angles_deg", "psnr", "linear_probe_accuracy", "knn_accuracy",
+           "component_abs_cosines"]
 
 
 def recon_errors(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
@@ -44,12 +45,42 @@ def linear_probe_accuracy(z_train, y_train, z_test, y_test, n_labels: int | None
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out k-nearest-neighbour label accuracy of a 2-D (or any) map."""
-    from sklearn.neighbors import KNeighborsClassifier
+    """Leave-one-out k-nearest-neighbour label accuracy of a 2-D (or any) map.
 
-    points, labels = np.asarray(points), np.asarray(labels)
-    nn = KNeighborsClassifier(n_neighbors=k + 1).fit(points, labels)
-    idx = nn.kneighbors(points, return_distance=False)[:, 1:]  # drop the point itself
-    votes = labels[idx]
-    pred = np.array([np.bincount(v).argmax() for v in votes])
-    return float((pred == labels).mean())
+    Each point is classified by the majority label of its k nearest other points (ties go to
+    the smallest label); returns the fraction classified correctly. Vectorized: one
+    neighbour query, one vote count, no Python loop over points.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    points, labels = np.asarray(points, dtype=np.float64), np.asarray(labels)
+    n = len(points)
+    if points.ndim != 2 or labels.shape != (n,):
+        raise ValueError(f"points must be (N, d) and labels (N,); got {points.shape} and {labels.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k={k!r} must be an integer >= 1")
+    if n < 2:
+        raise ValueError(f"knn_accuracy needs at least 2 points, got {n}")
+    k = min(int(k), n - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points, return_distance=False)  # (N, k+1)
+    # drop the point itself; with duplicate points it may not come first, so drop it wherever
+    # it is (or the farthest neighbour when the query returned k+1 others)
+    not_self = idx != np.arange(n)[:, None]
+    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]  # non-self columns first, in distance order
+    neigh = np.take_along_axis(idx, order, axis=1)  # (N, k)
+    classes, y = np.unique(labels, return_inverse=True)  # y: labels as 0..C-1, order kept (tie -> smallest)
+    votes = y[neigh]  # (N, k)
+    counts = np.zeros((n, len(classes)), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(n), k), votes.ravel()), 1)  # (N, C) votes per class
+    pred = counts.argmax(axis=1)  # first maximum: the smallest label wins a tie, as np.bincount().argmax()
+    return float((pred == y).mean())
+
+
+def component_abs_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|cos| between matching rows of a (K, D) and b (K, D): 1 means the same direction up to sign."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    num = np.abs(np.einsum("kd,kd->k", a, b))
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)

@@ -13,6 +13,12 @@ __all__ = ["squared_error", "cross_entropy", "l1_sparsity", "contractive_penalty
            "activation_derivative", "gaussian_kl", "gaussian_nll"]
 
 
+def _observed(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The target with unobserved entries replaced by the (detached) prediction, so a missing
+    value stored as NaN neither poisons the loss nor its gradient (NaN * 0 is NaN)."""
+    return x if mask is None else torch.where(mask.bool(), x, ref.detach())
+
+
 def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     # per_entry: (B, D); mask: (B, D) with 1 = observed, 0 = missing (no loss, no gradient)
     if mask is not None:
@@ -22,18 +28,19 @@ def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 
 def squared_error(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """sum_d (x̂_d - x_d)^2, mean over the batch; only observed entries when ``mask`` is given."""
-    return _masked_sum((recon - x).square(), mask)
+    return _masked_sum((recon - _observed(x, recon, mask)).square(), mask)
 
 
 def cross_entropy(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Bernoulli cross-entropy -sum_d [x_d log x̂_d + (1-x_d) log(1-x̂_d)] with x̂ = sigmoid(logits),
     computed from the logits for numerical stability; x must lie in [0, 1]."""
+    x = _observed(x, torch.sigmoid(logits), mask)
     return _masked_sum(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
 
 
 def gaussian_nll(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """-log N(x; x̂, I) = 0.5 ||x - x̂||^2 + D/2 log 2π (unit-variance Gaussian decoder), in nats."""
-    per_entry = 0.5 * (recon - x).square() + 0.5 * math.log(2 * math.pi)
+    per_entry = 0.5 * (recon - _observed(x, recon, mask)).square() + 0.5 * math.log(2 * math.pi)
     return _masked_sum(per_entry, mask)
 
 

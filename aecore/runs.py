@@ -28,8 +28,11 @@ __all__ = ["RunStore", "runs_root", "sanitize_name"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT, created REAL, finished REAL, status TEXT, pid INTEGER,
-    variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT
+    variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT, owner TEXT
 )"""
+
+# identifies this process: a restarted server in a container often gets the same pid back
+_PROCESS_TOKEN = uuid.uuid4().hex
 
 
 def runs_root() -> Path:
@@ -63,8 +66,10 @@ class RunStore:
         self._lock = threading.Lock()
         with self._db() as db:
             db.execute(_SCHEMA)
-            for run_id, pid in db.execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall():
-                if pid != os.getpid() and not _pid_alive(pid or 0):
+            rows = db.execute("SELECT id, pid, owner FROM runs WHERE status = 'running'").fetchall()
+            for run_id, pid, owner in rows:
+                same_pid_other_process = pid == os.getpid() and owner != _PROCESS_TOKEN
+                if same_pid_other_process or (pid != os.getpid() and not _pid_alive(pid or 0)):
                     db.execute("UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
                                ("the process running it ended before it finished", run_id))
 
@@ -85,10 +90,10 @@ class RunStore:
         run_id = f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
         cfg = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict()})
         with self._lock, self._db() as db:
-            db.execute("INSERT INTO runs (id, name, created, status, pid, variant, dataset, code_size, config) "
-                       "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                       (run_id, label, time.time(), os.getpid(), model_cfg.variant, train_cfg.dataset,
-                        model_cfg.code_size, cfg))
+            db.execute("INSERT INTO runs (id, name, created, status, pid, owner, variant, dataset, code_size, config) "
+                       "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                       (run_id, label, time.time(), os.getpid(), _PROCESS_TOKEN, model_cfg.variant,
+                        train_cfg.dataset, model_cfg.code_size, cfg))
         return run_id
 
     def finish(self, run_id: str, model_cfg, train_cfg, model, metrics: dict, history=(),

@@ -94,6 +94,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def as_tensor(a: np.ndarray, device) -> torch.Tensor:
+    """A tensor view of a (read-only) dataset array on ``device``. Dataset arrays are read-only
+    and nothing here writes to them, so torch's not-writable warning is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(a, device=device)
+
+
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)]) if x.shape[0] else x
@@ -106,7 +114,7 @@ def evaluate(model, x_test: np.ndarray, x_train: np.ndarray, code_size: int, dev
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    xt = torch.as_tensor(x_test, device=device)
+    xt = as_tensor(x_test, device)
     recon = _batched(model.reconstruct, xt).cpu().numpy()
     err = recon_errors(x_test, recon)
     pca = fit_pca(x_train, code_size)
@@ -166,9 +174,7 @@ class Trainer:
         gen = torch.Generator(device=device).manual_seed(tc.seed)
         init_gen = torch.Generator().manual_seed(tc.seed)
         model = build_model(mc, D, generator=init_gen).to(device)
-        with warnings.catch_warnings():  # dataset arrays are read-only; training never writes to x
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            x = torch.as_tensor(x_np, device=device)  # (N, D) the whole training set, on the device
+        x = as_tensor(x_np, device)  # (N, D) the whole training set, on the device
         N, B = x.shape[0], min(tc.batch_size, x.shape[0])
         steps_per_epoch = math.ceil(N / B)
         total_steps = steps_per_epoch * tc.epochs
@@ -180,10 +186,10 @@ class Trainer:
 
         # fixed views for snapshots
         xs_np = data.x_test[: self.n_show]
-        xs = torch.as_tensor(xs_np, device=device)
+        xs = as_tensor(xs_np, device)
         xs_corrupt = model.corrupt(xs, torch.Generator(device=device).manual_seed(tc.seed + 1))
         noisy = xs_corrupt is not xs
-        xc = torch.as_tensor(data.x_test[: self.n_codes], device=device)
+        xc = as_tensor(data.x_test[: self.n_codes], device)
         yc = None if data.y_test is None else np.asarray(data.y_test[: self.n_codes])
         pca_basis = None
         if model.is_linear and mc.code_size <= D:

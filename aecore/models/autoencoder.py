@@ -160,7 +160,7 @@ def _plain(cfg, input_dim, generator=None):
     return Autoencoder(cfg, input_dim, generator=generator)
 
 
-_NOISE = ("noise", "noise_level")
+_NOISE = ("noise", "noise_level", "tied")  # every single-stack autoencoder can tie and denoise
 register("linear", summary="h = Wx + b, x̂ = W*h + c: learns PCA's subspace",
          defaults=dict(activation="linear", output="linear", loss="squared"), uses=_NOISE)(_plain)
 register("tied", summary="linear with tied weights W* = Wᵀ",

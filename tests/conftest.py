@@ -1,0 +1,41 @@
+"""Shared fixtures: a small real data set and a private cache/runs folder for every test."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+# The models under test are tiny (64 inputs); torch's intra-op threads only add overhead there,
+# and on a busy 2-core machine they make a training step ~50x slower (spin-waiting threads).
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path, monkeypatch):
+    """No test writes to ~/.cache: runs and downloads go to the test's own tmp folder."""
+    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "aecore-runs"))
+    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "aecore-cache"))
+
+
+def _digits_from_sklearn():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)  # pixels 0..16 -> [0, 1]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    return types.SimpleNamespace(name="digits", x_train=np.ascontiguousarray(x_tr), y_train=y_tr,
+                                 x_test=np.ascontiguousarray(x_te), y_test=y_te, shape=(8, 8))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """sklearn's 8x8 digits in [0, 1], float32, (N, 64): x_train, y_train, x_test, y_test, shape."""
+    try:
+        from aecore.data import load
+    except ImportError:
+        return _digits_from_sklearn()
+    return load("digits")
