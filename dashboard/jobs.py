@@ -35,7 +35,7 @@ def default_max_jobs() -> int:
     return 4 if torch.cuda.is_available() else 2
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared by identity and hashable (no field-by-field ==)
 class JobRecord:
     """Everything a page needs to draw a job. Written by the job thread, read by pages."""
 
@@ -148,8 +148,7 @@ class JobManager:
                 elif isinstance(ev, Failed):
                     job.error = ev.reason
                     job.status = "failed"
-                    if run_id:
-                        self.store.fail(run_id, ev.reason)
+                    self._record_failure(job, run_id, ev.reason)
                 elif isinstance(ev, Finished):
                     job.metrics = dict(ev.metrics)
                     job.model = ev.model
@@ -160,12 +159,24 @@ class JobManager:
                             job.run_id = run_id
                         except Exception as exc:
                             job.save_error = f"run not saved: {exc}"
-                            self.store.fail(run_id, job.save_error)
+                            self._record_failure(job, run_id, job.save_error)
                     job.status = "stopped" if ev.stopped else "finished"
+            if not job.done:  # the trainer ended without Finished or Failed: say so instead of "running" forever
+                job.error = "training ended without a result"
+                job.status = "failed"
+                self._record_failure(job, run_id, job.error)
         except Exception as exc:  # never let a job thread die silently
             job.error = f"{type(exc).__name__}: {exc}"
             job.status = "failed"
-            if run_id:
-                self.store.fail(run_id, job.error)
+            self._record_failure(job, run_id, job.error)
         finally:
             job.ended = time.time()
+
+    def _record_failure(self, job: JobRecord, run_id: str | None, reason: str) -> None:
+        """Mark the run failed in the store; a store error never replaces the job's own reason."""
+        if not run_id:
+            return
+        try:
+            self.store.fail(run_id, reason)
+        except Exception as exc:
+            job.save_error = f"run not marked as failed in the store: {exc}"

@@ -1,0 +1,32 @@
+"""Entry point: ``streamlit run dashboard/app.py``.
+
+Builds the shared sidebar once (``dashboard.sidebar.sidebar``), then runs the chosen page.
+Pages live in ``pages/`` at the repository root, one file each; they read the sidebar's
+configs and the session's job through ``dashboard.sidebar`` / ``dashboard.state``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.sidebar import sidebar  # noqa: E402
+
+PAGES_DIR = ROOT / "pages"
+
+st.set_page_config(layout="wide", page_title="Autoencoder lab")
+
+pg = st.navigation([
+    st.Page(PAGES_DIR / "train.py", title="Train", default=True),
+    st.Page(PAGES_DIR / "filters.py", title="Filters", url_path="filters"),
+    st.Page(PAGES_DIR / "latent.py", title="Latent space", url_path="latent"),
+    st.Page(PAGES_DIR / "compare.py", title="Compare with PCA", url_path="compare"),
+    st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),
+])
+sidebar()
+pg.run()

@@ -1,0 +1,193 @@
+"""Plotly figure builders: arrays and records in, ``go.Figure`` out.
+
+No math lives here beyond reshaping and ordering for display (the numbers come from
+``aecore``). Every figure has a title and labelled axes, with units where there are units,
+and large enough fonts to read when projected. Pages show them with
+``st.plotly_chart(fig, theme=None, key=...)``: Streamlit's theme would replace these font sizes.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["loss_curve", "loss_overlay", "filter_grid", "recon_strip", "metric_comparison",
+           "image_shape", "HISTORY_META", "term_names", "LOSS_UNITS"]
+
+FONT = dict(size=15)
+TITLE_FONT = dict(size=19)
+# colours that stay apart for colour-blind viewers (Okabe-Ito), total in black
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+HISTORY_META = ("step", "epoch", "elapsed", "loss", "samples_per_second")
+LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per image"}
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(template="plotly_white", title=dict(text=title, font=TITLE_FONT), font=FONT, height=height,
+                      margin=dict(l=70, r=20, t=60, b=60),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    axis = dict(tickfont=dict(size=14), title_font=dict(size=16))
+    fig.update_xaxes(title_text=x_title, **axis)
+    fig.update_yaxes(title_text=y_title, **axis)
+    return fig
+
+
+def term_names(history: Sequence[Mapping]) -> list[str]:
+    """The named loss terms that appear in a history (every key that is not bookkeeping)."""
+    names: list[str] = []
+    for row in history:
+        names += [k for k in row if k not in HISTORY_META and k not in names]
+    return names
+
+
+def loss_curve(history: Sequence[Mapping], title: str = "Training loss", unit: str = "per example",
+               log_y: bool = False) -> go.Figure:
+    """One line per named (weighted) loss term plus the total, against epochs.
+
+    ``history`` rows are dicts with ``epoch``, ``loss`` (the total) and one key per term.
+    """
+    fig = go.Figure()
+    epochs = [r.get("epoch") for r in history]
+    names = term_names(history)
+    for i, name in enumerate(names):
+        fig.add_trace(go.Scatter(x=epochs, y=[r.get(name) for r in history], name=name, mode="lines",
+                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
+    if len(names) != 1:  # with one term the total is the same line
+        fig.add_trace(go.Scatter(x=epochs, y=[r.get("loss") for r in history], name="total", mode="lines",
+                                 line=dict(color="black", width=2, dash="dot")))
+    _layout(fig, title, "epoch", f"loss ({unit})")
+    if log_y:
+        fig.update_yaxes(type="log")
+    if not history:
+        fig.add_annotation(text="waiting for the first loss values…", showarrow=False, font=dict(size=16),
+                           xref="paper", yref="paper", x=0.5, y=0.5)
+    return fig
+
+
+def loss_overlay(histories: Mapping[str, Sequence[Mapping]], term: str = "loss",
+                 title: str = "Training loss of the selected runs", unit: str = "per example",
+                 log_y: bool = False) -> go.Figure:
+    """One line per run (``label -> history``) for one term (``loss`` = the weighted total)."""
+    fig = go.Figure()
+    for i, (label, history) in enumerate(histories.items()):
+        fig.add_trace(go.Scatter(x=[r.get("epoch") for r in history], y=[r.get(term) for r in history],
+                                 name=label, mode="lines", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
+    _layout(fig, title, "epoch", f"{'total loss' if term == 'loss' else term} ({unit})", height=420)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def image_shape(shape: Sequence[int] | None, dim: int) -> tuple[int, int]:
+    """How to draw one example of ``dim`` values: its own 2-D shape, else one row."""
+    if shape is not None and len(shape) == 2 and int(shape[0]) * int(shape[1]) == dim:
+        return int(shape[0]), int(shape[1])
+    return 1, int(dim)
+
+
+def _mosaic(tiles: np.ndarray, shape: tuple[int, int], cols: int, gap: int = 1):
+    """Lay (n, D) rows out as a grid of (h, w) tiles separated by NaN gaps.
+
+    Returns the mosaic (H, W) and a same-shaped array of tile numbers (for hover), -1 in gaps.
+    """
+    n = tiles.shape[0]
+    h, w = shape
+    rows = max(1, -(-n // cols))
+    H, W = rows * (h + gap) - gap, cols * (w + gap) - gap
+    mosaic = np.full((H, W), np.nan, dtype=np.float64)
+    index = np.full((H, W), -1, dtype=np.int64)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        top, left = r * (h + gap), c * (w + gap)
+        mosaic[top:top + h, left:left + w] = tiles[i].reshape(h, w)
+        index[top:top + h, left:left + w] = i
+    return mosaic, index
+
+
+def _grid_axes(fig: go.Figure, x_title: str, y_title: str) -> None:
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title_text=x_title, constrain="domain")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title_text=y_title,
+                     autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
+
+
+def filter_grid(W: np.ndarray, shape: Sequence[int] | None, title: str = "Filters: rows of W",
+                order: str = "index", max_tiles: int = 64, labels: Sequence[str] | None = None,
+                cols: int | None = None, value_title: str = "weight", height: int | None = None) -> go.Figure:
+    """Each row of ``W`` (K, D) drawn as one tile of the image shape, on one shared symmetric colour scale.
+
+    ``order='norm'`` sorts tiles by decreasing row norm (ordering for display only).
+    ``labels`` names each row (default: its index), shown on hover.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"W must be a 2-D array (K, D), got shape {W.shape}")
+    idx = np.arange(W.shape[0])
+    if order == "norm":
+        idx = np.argsort(-np.linalg.norm(W, axis=1), kind="stable")
+    elif order != "index":
+        raise ValueError(f"order={order!r} must be 'index' or 'norm'")
+    shown = idx[:max_tiles]
+    tiles = W[shown]
+    h, w = image_shape(shape, W.shape[1])
+    n = len(shown)
+    if cols is None:
+        cols = max(1, int(np.ceil(np.sqrt(n * h / w)))) if h > 1 else 1
+    mosaic, where = _mosaic(tiles, (h, w), cols)
+    names = np.array([str(x) for x in (labels if labels is not None else range(W.shape[0]))], dtype=object)
+    hover = np.where(where >= 0, names[shown][np.clip(where, 0, None)], "")
+    m = float(np.nanmax(np.abs(tiles))) if tiles.size else 1.0
+    m = m if m > 0 else 1.0
+    fig = go.Figure(go.Heatmap(z=mosaic, customdata=hover, zmin=-m, zmax=m, zmid=0, colorscale="RdBu_r",
+                               colorbar=dict(title=dict(text=value_title), thickness=14),
+                               hovertemplate="%{customdata}<br>value %{z:.3g}<extra></extra>", hoverongaps=False))
+    suffix = f" (first {n} of {W.shape[0]})" if n < W.shape[0] else ""
+    order_note = ", largest norm first" if order == "norm" else ""
+    _layout(fig, f"{title}{suffix}", "", "", height=height or _grid_height(mosaic.shape))
+    _grid_axes(fig, f"one tile per row, reshaped to {h}×{w} pixels{order_note}", "")
+    return fig
+
+
+def _grid_height(mosaic_shape, base: int = 420) -> int:
+    H, W = mosaic_shape
+    return int(np.clip(base * H / max(W, 1), 220, 640)) + 80
+
+
+def recon_strip(inputs: np.ndarray, recon: np.ndarray, shape: Sequence[int] | None,
+                corrupted: np.ndarray | None = None, title: str = "Reconstructions",
+                value_range: Sequence[float] | None = None, max_cols: int = 16) -> go.Figure:
+    """Rows: input / corrupted (when given) / output, one example per column, in grey."""
+    rows = [("input", np.asarray(inputs))]
+    if corrupted is not None:
+        rows.append(("corrupted", np.asarray(corrupted)))
+    rows.append(("output", np.asarray(recon)))
+    n = min(max_cols, rows[0][1].shape[0])
+    h, w = image_shape(shape, rows[0][1].shape[1])
+    gap = 1
+    tiles = np.concatenate([r[:n] for _, r in rows])  # (rows * n, D)
+    mosaic, _ = _mosaic(tiles, (h, w), n, gap=gap)
+    lo, hi = (value_range if value_range is not None else (float(np.nanmin(tiles)), float(np.nanmax(tiles))))
+    fig = go.Figure(go.Heatmap(z=mosaic, zmin=lo, zmax=hi, colorscale="gray_r" if h > 1 else "gray",
+                               colorbar=dict(title=dict(text="pixel value"), thickness=14),
+                               hovertemplate="value %{z:.3g}<extra></extra>", hoverongaps=False))
+    _layout(fig, title, "", "", height=int(np.clip(70 + 110 * len(rows) * max(h, 4) / 8, 200, 520)))
+    _grid_axes(fig, f"{n} test examples ({h}×{w} pixels each)", "")
+    fig.update_yaxes(showticklabels=True, tickmode="array",
+                     tickvals=[i * (h + gap) + (h - 1) / 2 for i in range(len(rows))],
+                     ticktext=[name for name, _ in rows], tickfont=dict(size=15))
+    return fig
+
+
+def metric_comparison(labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
+                      title: str = "Test reconstruction error", y_title: str = "squared error per image",
+                      x_title: str = "run") -> go.Figure:
+    """Grouped bars: one group per label (a run, a model), one bar per series (e.g. autoencoder vs PCA)."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(series.items()):
+        vals = [None if v is None else float(v) for v in values]
+        fig.add_trace(go.Bar(x=list(labels), y=vals, name=name, marker_color=PALETTE[i % len(PALETTE)],
+                             text=[("" if v is None else f"{v:.3g}") for v in vals], textposition="outside"))
+    fig.update_layout(barmode="group")
+    _layout(fig, title, x_title, y_title, height=400)
+    return fig

@@ -1,0 +1,303 @@
+"""The shared sidebar: widgets -> (ModelConfig, TrainConfig), built once per run in ``app.py``.
+
+The configs are stored in ``st.session_state["model_cfg"]`` / ``["train_cfg"]`` (None while the
+settings are invalid); pages read them with ``current_configs()``. Settings also live in the URL
+query parameters, so a shared link opens with the same variant, K and λ: they are read on the
+first run of a session (bad values are dropped with a warning) and written back on every run.
+
+Widget keys are stable (``sb_<field>``); the query parameter names are in ``PARAMS``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import streamlit as st
+
+from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, ConfigError, ModelConfig, \
+    TrainConfig
+from aecore.registry import get_variant, variant_names
+
+from .state import cuda_status, datasets_info
+
+__all__ = ["sidebar", "current_configs", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
+
+MODEL_KEY, TRAIN_KEY = "model_cfg", "train_cfg"
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_VARIANT = "sigmoid"
+# what trains in a few seconds on digits and already looks good
+GENERAL_DEFAULTS = {"sb_dataset": "digits", "sb_code_size": 16, "sb_epochs": 30, "sb_lr": 1e-2, "sb_batch": 64,
+                    "sb_seed": 0, "sb_device": "auto"}
+_INIT_FLAG, _WARN_KEY = "_sb_initialized", "_sb_query_warnings"
+
+
+class _Bad(ValueError):
+    pass
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """'256,128' -> (256, 128); '' -> (). Raises ValueError naming the bad text."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",")]
+    if parts == [""]:
+        return ()
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of whole numbers such as 256,128") from None
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"{text!r}: every layer size must be >= 1")
+    return sizes
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise _Bad(f"{s!r} is not a whole number") from None
+        if not lo <= v <= hi:
+            raise _Bad(f"{v} is outside [{lo}, {hi}]")
+        return v
+    return parse
+
+
+def _float(lo: float, hi: float = math.inf, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise _Bad(f"{s!r} is not a number") from None
+        if not math.isfinite(v) or v < lo or (lo_open and v == lo) or v > hi:
+            raise _Bad(f"{s} is outside the allowed range")
+        return v
+    return parse
+
+
+def _choice(options_fn: Callable[[], Any]) -> Callable[[str], str]:
+    def parse(s: str) -> str:
+        options = list(options_fn())
+        if s not in options:
+            raise _Bad(f"{s!r} is not one of {', '.join(options)}")
+        return s
+    return parse
+
+
+def _bool(s: str) -> bool:
+    low = s.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise _Bad(f"{s!r} is not true/false")
+
+
+def _hidden_param(s: str) -> str:
+    try:
+        return ",".join(map(str, parse_hidden(s)))
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return format(v, ".10g")
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str           # in the URL
+    key: str            # widget key
+    parse: Callable[[str], Any]
+    uses: str | None = None  # shown only when the variant's spec.uses contains this
+
+
+def _dataset_names() -> list[str]:
+    return [d["name"] for d in datasets_info()]
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("dataset", "sb_dataset", _choice(_dataset_names)),
+    Param("variant", "sb_variant", _choice(variant_names)),
+    Param("K", "sb_code_size", _int(1, MAX_CODE_SIZE)),
+    Param("act", "sb_activation", _choice(lambda: ACTIVATIONS)),
+    Param("out", "sb_output", _choice(lambda: OUTPUTS)),
+    Param("tied", "sb_tied", _bool),
+    Param("loss", "sb_loss", _choice(lambda: LOSSES)),
+    Param("reg", "sb_reg", _float(0.0), uses="reg"),
+    Param("noise", "sb_noise", _choice(lambda: NOISES), uses="noise"),
+    Param("level", "sb_noise_level", _float(0.0), uses="noise"),
+    Param("hidden", "sb_hidden", _hidden_param, uses="hidden"),
+    Param("beta", "sb_beta", _float(0.0), uses="beta"),
+    Param("epochs", "sb_epochs", _int(1, MAX_EPOCHS)),
+    Param("lr", "sb_lr", _float(0.0, 10.0, lo_open=True)),
+    Param("batch", "sb_batch", _int(1, 1_000_000)),
+    Param("seed", "sb_seed", _int(0, 2**31 - 1)),
+    Param("device", "sb_device", _choice(lambda: DEVICES)),
+)
+_BY_KEY = {p.key: p for p in PARAMS}
+
+
+def _variant_defaults(variant: str) -> dict[str, Any]:
+    """Widget values for a variant's own defaults (activation, loss, λ, noise, hidden...)."""
+    cfg = ModelConfig(variant=variant)
+    return {"sb_activation": cfg.activation, "sb_output": cfg.output, "sb_tied": cfg.tied, "sb_loss": cfg.loss,
+            "sb_reg": float(cfg.reg), "sb_noise": cfg.noise, "sb_noise_level": float(cfg.noise_level),
+            "sb_hidden": ",".join(map(str, cfg.hidden)), "sb_beta": float(cfg.beta)}
+
+
+def _on_variant_change() -> None:
+    # a new variant starts from its own defaults (the sparse one's λ, the deep one's layers...)
+    for key, value in _variant_defaults(st.session_state["sb_variant"]).items():
+        st.session_state[key] = value
+
+
+def _read_query_params() -> None:
+    """First run of a session: defaults, then every valid query parameter; bad ones are dropped."""
+    ss, qp = st.session_state, st.query_params
+    warnings: list[str] = []
+
+    def take(p: Param):
+        raw = qp.get(p.name)
+        if raw is None:
+            return None
+        try:
+            return p.parse(raw)
+        except _Bad as exc:
+            warnings.append(f"URL parameter {p.name}={raw!r} ignored: {exc}.")
+            del qp[p.name]
+            return None
+
+    variant = take(_BY_KEY["sb_variant"])
+    ss["sb_variant"] = variant or DEFAULT_VARIANT
+    ss.update(_variant_defaults(ss["sb_variant"]))
+    ss.update(GENERAL_DEFAULTS)
+    for p in PARAMS:
+        if p.key == "sb_variant":
+            continue
+        value = take(p)
+        if value is not None:
+            ss[p.key] = value
+    ss[_WARN_KEY] = warnings
+    ss[_INIT_FLAG] = True
+
+
+def _write_query_params(uses: tuple[str, ...]) -> None:
+    """Mirror the current settings into the URL (only the parameters the variant uses)."""
+    ss, qp = st.session_state, st.query_params
+    for p in PARAMS:
+        if p.uses is None or p.uses in uses:
+            value = _fmt(ss.get(p.key))
+            if qp.get(p.name) != value:
+                qp[p.name] = value
+        elif p.name in qp:
+            del qp[p.name]
+
+
+def _ensure(key: str) -> None:
+    """Restore a widget's value after Streamlit dropped it (a widget that was hidden for a run)."""
+    if key not in st.session_state:
+        defaults = {**_variant_defaults(st.session_state.get("sb_variant", DEFAULT_VARIANT)), **GENERAL_DEFAULTS}
+        st.session_state[key] = defaults[key]
+
+
+def _dataset_label(info: dict) -> str:
+    return f"{info['name']}" + ("" if info.get("available_offline") else " (downloads on first use)")
+
+
+def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
+    """Draw the settings and return the configs (None, with st.error, when they are invalid)."""
+    ss = st.session_state
+    if not ss.get(_INIT_FLAG):
+        _read_query_params()
+    for key in _BY_KEY:
+        _ensure(key)
+    sb = st.sidebar
+    for msg in ss.pop(_WARN_KEY, []):
+        sb.warning(msg)
+
+    infos = {d["name"]: d for d in datasets_info()}
+    if ss["sb_dataset"] not in infos:
+        ss["sb_dataset"] = GENERAL_DEFAULTS["sb_dataset"]
+    names = variant_names()
+    if ss["sb_variant"] not in names:
+        ss["sb_variant"] = DEFAULT_VARIANT
+
+    sb.header("Settings")
+    sb.selectbox("Data set", list(infos), key="sb_dataset", format_func=lambda n: _dataset_label(infos[n]),
+                 help="digits (8×8) is bundled and trains in seconds; MNIST and Fashion-MNIST (28×28) "
+                      "are downloaded once into the cache.")
+    sb.selectbox("Variant", names, key="sb_variant", on_change=_on_variant_change,
+                 help="\n\n".join(f"**{n}**: {get_variant(n).summary}" for n in names))
+    spec = get_variant(ss["sb_variant"])
+    sb.caption(spec.summary)
+    sb.number_input("Code size K", min_value=1, max_value=MAX_CODE_SIZE, step=1, key="sb_code_size",
+                    help="Number of code units h (the bottleneck). K = 2 lets the Latent page plot codes directly.")
+
+    with sb.expander("Model", expanded=False):
+        st.selectbox("Activation", ACTIVATIONS, key="sb_activation",
+                     help="Nonlinearity of the hidden units (the code layer of a deep stack stays linear).")
+        st.selectbox("Output", OUTPUTS, key="sb_output", help="Output layer: sigmoid for pixels in [0, 1].")
+        st.checkbox("Tied weights (W* = Wᵀ)", key="sb_tied", help="The decoder reuses the encoder's weights.")
+        st.selectbox("Loss", LOSSES, key="sb_loss",
+                     help="cross-entropy needs a sigmoid output and pixels in [0, 1]; squared works for any data.")
+    hidden_text = None
+    if "reg" in spec.uses:
+        sb.number_input("Regularization λ", min_value=0.0, step=0.001, format="%g", key="sb_reg",
+                        help="Weight of the penalty: L1 on the code (sparse) or ‖∂h/∂x‖²_F (contractive).")
+    if "noise" in spec.uses:
+        sb.selectbox("Input noise", NOISES, key="sb_noise",
+                     help="Corrupt the input during training; the target stays the clean example.")
+        sb.number_input("Noise level", min_value=0.0, step=0.05, format="%g", key="sb_noise_level",
+                        help="Standard deviation for gaussian; fraction of pixels for masking and salt-pepper.")
+    if "hidden" in spec.uses:
+        hidden_text = sb.text_input("Hidden layer sizes", key="sb_hidden",
+                                    help="Comma-separated sizes from the input inwards, e.g. 256,128; "
+                                         "the decoder mirrors them.")
+    if "beta" in spec.uses:
+        sb.number_input("β (weight of the KL term)", min_value=0.0, step=0.1, format="%g", key="sb_beta",
+                        help="β = 1 is the ELBO; larger β pulls codes towards the prior.")
+
+    with sb.expander("Training", expanded=True):
+        st.number_input("Epochs", min_value=1, max_value=MAX_EPOCHS, step=1, key="sb_epochs")
+        st.number_input("Learning rate", min_value=1e-6, max_value=10.0, step=1e-3, format="%g", key="sb_lr",
+                        help="Adam's step size. 1e-2 suits digits; lower it if the loss diverges.")
+        st.number_input("Batch size", min_value=1, max_value=1_000_000, step=16, key="sb_batch")
+        st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sb_seed",
+                        help="Same seed + same settings = same run.")
+        st.selectbox("Device", DEVICES, key="sb_device")
+        st.caption(cuda_status())
+
+    try:
+        hidden = parse_hidden(hidden_text) if hidden_text is not None else ()
+    except ValueError as exc:
+        sb.error(f"Hidden layer sizes: {exc}")
+        ss[MODEL_KEY] = ss[TRAIN_KEY] = None
+        return None
+    try:
+        uses = spec.uses
+        mc = ModelConfig(
+            variant=spec.name, code_size=int(ss["sb_code_size"]), activation=ss["sb_activation"],
+            output=ss["sb_output"], tied=bool(ss["sb_tied"]), loss=ss["sb_loss"],
+            reg=float(ss["sb_reg"]) if "reg" in uses else 0.0,
+            noise=ss["sb_noise"] if "noise" in uses else "none",
+            noise_level=float(ss["sb_noise_level"]) if "noise" in uses else 0.0,
+            hidden=hidden, beta=float(ss["sb_beta"]) if "beta" in uses else 1.0)
+        tc = TrainConfig(dataset=ss["sb_dataset"], epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
+                         lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"])
+    except (ConfigError, ValueError) as exc:
+        sb.error(str(exc))
+        ss[MODEL_KEY] = ss[TRAIN_KEY] = None
+        return None
+    ss[MODEL_KEY], ss[TRAIN_KEY] = mc, tc
+    _write_query_params(spec.uses)
+    return mc, tc
+
+
+def current_configs() -> tuple[ModelConfig, TrainConfig] | None:
+    """The configs the sidebar built on this run (None when the settings are invalid)."""
+    mc, tc = st.session_state.get(MODEL_KEY), st.session_state.get(TRAIN_KEY)
+    return (mc, tc) if mc is not None and tc is not None else None
