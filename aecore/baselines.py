@@ -106,7 +106,8 @@ def recovered_components(decoder_W: np.ndarray, x_train: np.ndarray, k: int | No
     PCA's. The subspace does, so do PCA *inside* it:
 
         Q = orthonormal basis of col(W*)  (thin SVD W* = U S Rᵀ, Q = U; D x K)
-        C = Qᵀ Σ Q   the data covariance seen inside the subspace (K x K)
+        C = Qᵀ Σ Q   the data covariance seen inside the subspace (K x K), Σ from the cached
+                     eigendecomposition of x_train's covariance (as in ``fit_pca``)
         C = R Λ Rᵀ   eigendecomposition, eigenvalues descending
         components = (Q R)ᵀ
 
@@ -117,14 +118,18 @@ def recovered_components(decoder_W: np.ndarray, x_train: np.ndarray, k: int | No
     W = np.asarray(decoder_W, dtype=np.float64)
     if W.ndim != 2:
         raise ValueError(f"decoder_W must be (D, K), got shape {W.shape}")
-    x = np.asarray(x_train, dtype=np.float64)
+    x = np.asarray(x_train)
     if x.ndim != 2 or x.shape[1] != W.shape[0]:
         raise ValueError(f"x_train must be (N, D={W.shape[0]}), got shape {x.shape}")
     u, s, _ = np.linalg.svd(W, full_matrices=False)  # u: (D, K)
     rank = int(np.sum(s > s.max() * 1e-10)) if s.size and s.max() > 0 else 0
     q = u[:, :rank]  # (D, r) orthonormal basis of the decoder's column space
-    z = (x - x.mean(axis=0)) @ q  # (N, r) the data inside the subspace
-    cov = z.T @ z / max(len(x) - 1, 1)  # (r, r)
+    # C = Qᵀ Σ Q with Σ = Vᵀ diag(λ) V from the cached eigendecomposition of the data (exact:
+    # the dropped eigenvalues of a rank-deficient Σ are 0), so a page can call this on every
+    # snapshot without another pass over the data
+    full = fit_pca(x_train, x.shape[1])
+    qv = q.T @ full.components_.T  # (r, K_max)
+    cov = (qv * full.explained_variance_) @ qv.T  # (r, r)
     evals, r = np.linalg.eigh(cov)
     comps = (q @ r[:, np.argsort(evals)[::-1]]).T  # (r, D), by decreasing variance
     signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])

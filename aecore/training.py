@@ -27,7 +27,7 @@ from .metrics import principal_angles_deg, recon_errors
 from .models import build_model
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Trainer", "TrainResult", "TrainingFailed",
-           "fit", "resolve_device", "evaluate", "encode_array", "as_tensor"]
+           "fit", "resolve_device", "evaluate", "as_tensor"]
 
 
 # --- events ------------------------------------------------------------------------------
@@ -105,18 +105,6 @@ def as_tensor(a: np.ndarray, device) -> torch.Tensor:
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)]) if x.shape[0] else x
-
-
-@torch.no_grad()
-def encode_array(model, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """Codes h = f(x) (the mean μ for a VAE) of an (N, D) array as an (N, K) float32 array.
-
-    ``encode`` does not depend on train/eval mode (no dropout or batch norm; the VAE returns μ),
-    so a model shared between threads is used as it is, without toggling its mode.
-    """
-    param = next(model.parameters())
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return _batched(model.encode, as_tensor(x, param.device), batch).cpu().numpy()
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["loss_curve", "loss_overlay", "filter_grid", "recon_strip", "metric_comparison",
+__all__ = ["style_layout", "tile_mosaic", "grid_axes", "loss_curve", "loss_overlay", "filter_grid", "recon_strip", "metric_comparison",
            "image_shape", "HISTORY_META", "term_names", "LOSS_UNITS"]
 
 FONT = dict(size=15)
@@ -23,7 +23,7 @@ HISTORY_META = ("step", "epoch", "elapsed", "loss", "samples_per_second")
 LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per image"}
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+def style_layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
     fig.update_layout(template="plotly_white", title=dict(text=title, font=TITLE_FONT), font=FONT, height=height,
                       margin=dict(l=70, r=20, t=60, b=60),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
@@ -56,7 +56,7 @@ def loss_curve(history: Sequence[Mapping], title: str = "Training loss", unit: s
     if len(names) != 1:  # with one term the total is the same line
         fig.add_trace(go.Scatter(x=epochs, y=[r.get("loss") for r in history], name="total", mode="lines",
                                  line=dict(color="black", width=2, dash="dot")))
-    _layout(fig, title, "epoch", f"loss ({unit})")
+    style_layout(fig, title, "epoch", f"loss ({unit})")
     if log_y:
         fig.update_yaxes(type="log")
     if not history:
@@ -73,7 +73,7 @@ def loss_overlay(histories: Mapping[str, Sequence[Mapping]], term: str = "loss",
     for i, (label, history) in enumerate(histories.items()):
         fig.add_trace(go.Scatter(x=[r.get("epoch") for r in history], y=[r.get(term) for r in history],
                                  name=label, mode="lines", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
-    _layout(fig, title, "epoch", f"{'total loss' if term == 'loss' else term} ({unit})", height=420)
+    style_layout(fig, title, "epoch", f"{'total loss' if term == 'loss' else term} ({unit})", height=420)
     fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
     if log_y:
         fig.update_yaxes(type="log")
@@ -87,7 +87,7 @@ def image_shape(shape: Sequence[int] | None, dim: int) -> tuple[int, int]:
     return 1, int(dim)
 
 
-def _mosaic(tiles: np.ndarray, shape: tuple[int, int], cols: int, gap: int = 1):
+def tile_mosaic(tiles: np.ndarray, shape: tuple[int, int], cols: int, gap: int = 1):
     """Lay (n, D) rows out as a grid of (h, w) tiles separated by NaN gaps.
 
     Returns the mosaic (H, W) and a same-shaped array of tile numbers (for hover), -1 in gaps.
@@ -106,7 +106,7 @@ def _mosaic(tiles: np.ndarray, shape: tuple[int, int], cols: int, gap: int = 1):
     return mosaic, index
 
 
-def _grid_axes(fig: go.Figure, x_title: str, y_title: str) -> None:
+def grid_axes(fig: go.Figure, x_title: str, y_title: str) -> None:
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title_text=x_title, constrain="domain")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title_text=y_title,
                      autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
@@ -134,7 +134,7 @@ def filter_grid(W: np.ndarray, shape: Sequence[int] | None, title: str = "Filter
     n = len(shown)
     if cols is None:
         cols = max(1, int(np.ceil(np.sqrt(n * h / w)))) if h > 1 else 1
-    mosaic, where = _mosaic(tiles, (h, w), cols)
+    mosaic, where = tile_mosaic(tiles, (h, w), cols)
     names = np.array([str(x) for x in (labels if labels is not None else range(W.shape[0]))], dtype=object)
     hover = np.where(where >= 0, names[shown][np.clip(where, 0, None)], "")
     m = float(np.nanmax(np.abs(tiles))) if tiles.size else 1.0
@@ -144,8 +144,8 @@ def filter_grid(W: np.ndarray, shape: Sequence[int] | None, title: str = "Filter
                                hovertemplate="%{customdata}<br>value %{z:.3g}<extra></extra>", hoverongaps=False))
     suffix = f" (first {n} of {W.shape[0]})" if n < W.shape[0] else ""
     order_note = ", largest norm first" if order == "norm" else ""
-    _layout(fig, f"{title}{suffix}", "", "", height=height or _grid_height(mosaic.shape))
-    _grid_axes(fig, f"one tile per row, reshaped to {h}×{w} pixels{order_note}", "")
+    style_layout(fig, f"{title}{suffix}", "", "", height=height or _grid_height(mosaic.shape))
+    grid_axes(fig, f"one tile per row, reshaped to {h}×{w} pixels{order_note}", "")
     return fig
 
 
@@ -166,13 +166,13 @@ def recon_strip(inputs: np.ndarray, recon: np.ndarray, shape: Sequence[int] | No
     h, w = image_shape(shape, rows[0][1].shape[1])
     gap = 1
     tiles = np.concatenate([r[:n] for _, r in rows])  # (rows * n, D)
-    mosaic, _ = _mosaic(tiles, (h, w), n, gap=gap)
+    mosaic, _ = tile_mosaic(tiles, (h, w), n, gap=gap)
     lo, hi = (value_range if value_range is not None else (float(np.nanmin(tiles)), float(np.nanmax(tiles))))
     fig = go.Figure(go.Heatmap(z=mosaic, zmin=lo, zmax=hi, colorscale="gray_r" if h > 1 else "gray",
                                colorbar=dict(title=dict(text="pixel value"), thickness=14),
                                hovertemplate="value %{z:.3g}<extra></extra>", hoverongaps=False))
-    _layout(fig, title, "", "", height=int(np.clip(70 + 110 * len(rows) * max(h, 4) / 8, 200, 520)))
-    _grid_axes(fig, f"{n} test examples ({h}×{w} pixels each)", "")
+    style_layout(fig, title, "", "", height=int(np.clip(70 + 110 * len(rows) * max(h, 4) / 8, 200, 520)))
+    grid_axes(fig, f"{n} test examples ({h}×{w} pixels each)", "")
     fig.update_yaxes(showticklabels=True, tickmode="array",
                      tickvals=[i * (h + gap) + (h - 1) / 2 for i in range(len(rows))],
                      ticktext=[name for name, _ in rows], tickfont=dict(size=15))
@@ -189,5 +189,5 @@ def metric_comparison(labels: Sequence[str], series: Mapping[str, Sequence[float
         fig.add_trace(go.Bar(x=list(labels), y=vals, name=name, marker_color=PALETTE[i % len(PALETTE)],
                              text=[("" if v is None else f"{v:.3g}") for v in vals], textposition="outside"))
     fig.update_layout(barmode="group")
-    _layout(fig, title, x_title, y_title, height=400)
+    style_layout(fig, title, x_title, y_title, height=400)
     return fig

@@ -24,7 +24,7 @@ import streamlit as st
 from aecore.checkpoint import CheckpointError, LoadedRun
 from aecore.data import DataError, Dataset, list_datasets, load
 from aecore.runs import RunStore, runs_root
-from aecore.training import encode_array
+from aecore.embedding import encode_array
 
 from .jobs import JobManager, JobRecord
 
@@ -216,7 +216,7 @@ def current_model() -> CurrentModel | None:
 
 
 def encode(model, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-    """Codes of an (N, D) array (see ``aecore.training.encode_array``)."""
+    """Codes of an (N, D) array (see ``aecore.embedding.encode_array``)."""
     return encode_array(model, x, batch)
 
 

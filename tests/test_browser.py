@@ -1,0 +1,110 @@
+"""End to end in headless Chromium: a real server, real clicks, live figures."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from browser import CHROMIUM, CHROMIUM_ARGS, ERRORS_JS, FIGURES_JS, Server, chromium_missing, shot
+
+pytestmark = pytest.mark.browser
+
+_missing = chromium_missing()
+if _missing:
+    pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+PAGES = ["Train", "Filters", "Latent space", "Compare with PCA", "Runs"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def figures(page):
+    return page.evaluate(FIGURES_JS)
+
+
+def errors(page):
+    return page.evaluate(ERRORS_JS)
+
+
+def wait_for_text(page, text, timeout=60.0):
+    page.get_by_text(text).first.wait_for(timeout=timeout * 1000)
+
+
+def test_train_shows_live_loss_and_filters_changing(server, page):
+    page.goto(server.url + "/?variant=sigmoid&K=16&epochs=300&lr=0.01")
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Train", exact=True).click()
+    loss_sigs, filter_sigs = set(), set()
+    deadline = time.time() + 120
+    finished = page.get_by_text("Finished after")
+    while time.time() < deadline:
+        for f in figures(page):
+            if "loss" in f["title"].lower():
+                loss_sigs.add(f["sig"])
+            elif f["title"].startswith("Filters"):
+                filter_sigs.add(f["sig"])
+        if finished.count():
+            break
+        time.sleep(0.15)
+    page.get_by_role("button", name="Stop").and_(page.locator("[disabled]")).wait_for(timeout=10_000)
+    shot(page, "train-finished")
+    assert finished.count(), "the run did not finish within 120 s"
+    # seen at least three different states while it ran = changed at least twice
+    assert len(loss_sigs) >= 3, f"loss chart changed {len(loss_sigs) - 1} times"
+    assert len(filter_sigs) >= 3, f"filter tiles changed {len(filter_sigs) - 1} times"
+    assert "PCA, same K=16" in page.inner_text("body")
+    assert errors(page) == []
+
+
+def test_stop_ends_a_long_run(server, page):
+    page.goto(server.url + "/?variant=relu&K=32&epochs=20000")
+    page.get_by_role("button", name="Train", exact=True).click()
+    # wait until it is really training: the loss chart is drawn
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("loss" in f["title"].lower() for f in figures(page)):
+        time.sleep(0.2)
+    page.get_by_role("button", name="Stop").click()
+    clicked = time.time()
+    wait_for_text(page, "Stopped early", timeout=20)
+    shot(page, "train-stopped")
+    assert time.time() - clicked < 20
+    assert errors(page) == []
+
+
+def test_every_page_renders_its_figure_without_errors(server, page):
+    page.goto(server.url + "/?variant=tied&K=8&epochs=100")
+    page.get_by_role("button", name="Train", exact=True).click()
+    wait_for_text(page, "Finished after", timeout=120)
+    for title in PAGES:
+        page.get_by_role("link", name=title).first.click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        deadline = time.time() + 60
+        while time.time() < deadline and not figures(page):
+            time.sleep(0.3)
+        time.sleep(1.0)  # let late elements settle before the screenshot
+        shot(page, "page-" + title.lower().replace(" ", "-"))
+        assert figures(page), f"page {title!r} shows no figure"
+        assert errors(page) == [], f"page {title!r} shows an error: {errors(page)}"
