@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
 from dashboard.sidebar import sidebar  # noqa: E402
 
 PAGES_DIR = ROOT / "pages"
@@ -28,5 +29,6 @@ pg = st.navigation([
     st.Page(PAGES_DIR / "compare.py", title="Compare with PCA", url_path="compare"),
     st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),
 ])
+state.job_manager()  # created (and its training fork server warmed up) with the first page view
 sidebar()
 pg.run()

@@ -1,7 +1,8 @@
 """Background training jobs for the dashboard.
 
-A job is a thread that runs an ``aecore`` Trainer and writes what happens into its
-``JobRecord``. It never calls ``st.*`` (output from other threads is lost); pages read the
+A job is a thread that runs an ``aecore`` Trainer (in a child process by default, see
+``aecore.worker``; ``AECORE_JOB_RUNNER=thread`` trains in the thread itself) and writes what
+happens into its ``JobRecord``. It never calls ``st.*`` (output from other threads is lost); pages read the
 record from a fragment that reruns on a timer. A process-wide ``JobManager`` caps how many
 jobs train at once (``AECORE_MAX_JOBS``, default 2 on CPU) and queues the rest in FIFO order.
 """
@@ -14,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 from aecore.training import Failed, Finished, Progress, Snapshot, Trainer
+from aecore.worker import ProcessJob, default_threads, warm_up
+
+RUNNERS = ("process", "thread")  # process: a child process per job (no GIL contention with the server)
 
 __all__ = ["JobRecord", "JobManager", "default_max_jobs"]
 
@@ -80,9 +84,16 @@ class JobRecord:
 class JobManager:
     """Runs jobs in threads, at most ``max_jobs`` at once; the rest wait in FIFO order."""
 
-    def __init__(self, max_jobs: int | None = None, store=None):
+    def __init__(self, max_jobs: int | None = None, store=None, runner: str | None = None):
         self.max_jobs = max_jobs or default_max_jobs()
         self.store = store
+        self.runner = runner or os.environ.get("AECORE_JOB_RUNNER", "process")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"job runner {self.runner!r} is not known; choose one of {', '.join(RUNNERS)} "
+                             f"(setting AECORE_JOB_RUNNER)")
+        self.threads = default_threads(self.max_jobs)
+        if self.runner == "process":  # start the fork server (it imports torch) before the first click
+            threading.Thread(target=warm_up, name="aecore-warm-up", daemon=True).start()
         self._cond = threading.Condition()
         self._waiting: list[JobRecord] = []
         self._running = 0
@@ -135,7 +146,7 @@ class JobManager:
             except Exception as exc:  # a broken store must not stop training
                 job.save_error = f"run not recorded: {exc}"
         try:
-            for ev in Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event).run():
+            for ev in self._events(job, data):
                 if isinstance(ev, Progress):
                     if job.first_progress_at is None:
                         job.first_progress_at = time.time()
@@ -171,6 +182,12 @@ class JobManager:
             self._record_failure(job, run_id, job.error)
         finally:
             job.ended = time.time()
+
+    def _events(self, job: JobRecord, data):
+        """The Trainer's events, from a child process (default) or from this thread."""
+        if self.runner == "process":
+            return ProcessJob(job.model_cfg, job.train_cfg, data, threads=self.threads).events(stop=job.stop_event)
+        return Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event).run()
 
     def _record_failure(self, job: JobRecord, run_id: str | None, reason: str) -> None:
         """Mark the run failed in the store; a store error never replaces the job's own reason."""

@@ -83,7 +83,8 @@ FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
   const title = t ? (typeof t === 'string' ? t : (t.text || '')) : '';
   const s = JSON.stringify(el.data || []);
   let h = 0; for (let i = 0; i < s.length; i++) { h = (h * 31 + s.charCodeAt(i)) | 0; }
-  return {title: title, sig: s.length + ':' + h, traces: (el.data || []).length};
+  const pts = Math.max(0, ...(el.data || []).map(tr => (tr.y || []).length));
+  return {title: title, sig: s.length + ':' + h, traces: (el.data || []).length, points: pts};
 })"""
 
 ERRORS_JS = """() => Array.from(document.querySelectorAll(

@@ -215,7 +215,7 @@ def test_job_whose_trainer_ends_without_a_result_is_failed_not_running_forever(m
             return iter(())
 
     monkeypatch.setattr(jobs, "Trainer", Silent)
-    job = jobs.JobManager(max_jobs=1).submit(None, None, None)
+    job = jobs.JobManager(max_jobs=1, runner="thread").submit(None, None, None)
     _wait(job)
     assert job.status == "failed" and job.done and "without a result" in job.error
 
@@ -239,7 +239,7 @@ def test_a_broken_store_does_not_hide_why_training_failed(monkeypatch):
             raise OSError("database is locked")
 
     monkeypatch.setattr(jobs, "Trainer", Failing)
-    job = jobs.JobManager(max_jobs=1, store=BrokenStore()).submit(None, None, None)
+    job = jobs.JobManager(max_jobs=1, store=BrokenStore(), runner="thread").submit(None, None, None)
     _wait(job)
     assert job.status == "failed" and job.error == "diverged at step 3"
     assert "database is locked" in job.save_error

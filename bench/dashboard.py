@@ -1,0 +1,128 @@
+"""Dashboard speed: server start to first paint, click Train to the first live loss point,
+live refresh rate, and training throughput with the page open against the CLI.
+
+    python -m bench.dashboard [--repeats 3] [--epochs 150]
+
+Runs a real Streamlit server and headless Chromium (as the browser tests do) and writes
+bench/out/dashboard.md. Numbers on a shared 2-core machine are noisy: read min/median/max.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser import CHROMIUM, CHROMIUM_ARGS, FIGURES_JS, Server  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+
+def cli_throughput(args) -> float:
+    cmd = [sys.executable, "-m", "aecore.cli", "train", "--variant", args.variant, "--dataset", "digits",
+           "-k", str(args.k), "--epochs", str(args.epochs), "--lr", "0.01", "--batch-size", "64", "--json",
+           "--no-save"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])["samples_per_second"]
+
+
+def page_run(page, server, args, job_no: int) -> dict:
+    page.goto(f"{server.url}/?variant={args.variant}&K={args.k}&epochs={args.epochs}&lr=0.01&batch=64")
+    button = page.get_by_role("button", name="Train", exact=True)
+    button.wait_for(timeout=60_000)
+    t_click = time.perf_counter()
+    button.click()
+    first_point = None
+    sigs, t_sig = [], []
+    finished = page.get_by_text("Finished after")
+    page.get_by_text(f"Job {job_no}:").first.wait_for(timeout=60_000)  # the page now shows this run
+    while time.perf_counter() - t_click < 600:
+        figs = page.evaluate(FIGURES_JS)
+        now = time.perf_counter()
+        loss = [f for f in figs if "loss" in f["title"].lower() and f["points"] > 0]
+        if loss:
+            if first_point is None:
+                first_point = now - t_click
+            if not sigs or sigs[-1] != loss[0]["sig"]:
+                sigs.append(loss[0]["sig"])
+                t_sig.append(now)
+        if finished.count():
+            break
+        time.sleep(0.03)
+    # the live window: from the first point to the last change seen while training
+    window = (t_sig[-2] - t_sig[0]) if len(t_sig) > 2 else float("nan")
+    refresh = (len(t_sig) - 2) / window if len(t_sig) > 2 and window > 0 else float("nan")
+    return {"first_point_s": first_point, "refresh_per_s": refresh}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--variant", default="sigmoid")
+    ap.add_argument("-k", type=int, default=32)
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="aecore-bench-"))
+    rows = {"server_ready_s": [], "first_paint_s": [], "cold_first_point_s": [], "first_point_s": [], "refresh_per_s": [],
+            "page_samples_per_s": [], "cli_samples_per_s": []}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for r in range(args.repeats):
+            (tmp / f"s{r}").mkdir()
+            server = Server(tmp / f"s{r}")
+            try:
+                rows["server_ready_s"].append(server.ready_after)
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                t0 = time.perf_counter()
+                page.goto(server.url)
+                page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+                rows["first_paint_s"].append(time.perf_counter() - t0)
+                cold = page_run(page, server, argparse.Namespace(**{**vars(args), "epochs": 20}), 1)
+                rows["cold_first_point_s"].append(cold["first_point_s"])
+                res = page_run(page, server, args, 2)
+                rows["first_point_s"].append(res["first_point_s"])
+                rows["refresh_per_s"].append(res["refresh_per_s"])
+                metrics = [json.loads(m.read_text()) for m in (tmp / f"s{r}" / "runs").glob("*/metrics.json")]
+                longest = max(metrics, key=lambda m: m["steps"])  # the measured run, not the warm-up
+                rows["page_samples_per_s"].append(longest["samples_per_second"])
+                page.close()
+            finally:
+                server.stop()
+            rows["cli_samples_per_s"].append(cli_throughput(args))  # alternate page and CLI runs
+        browser.close()
+
+    def mmm(v):
+        v = [x for x in v if x is not None]
+        return f"{min(v):.3g} / {statistics.median(v):.3g} / {max(v):.3g}"
+
+    ratio = [p / c for p, c in zip(rows["page_samples_per_s"], rows["cli_samples_per_s"])]
+    lines = [f"# Dashboard speed ({args.variant}, K={args.k}, digits, {args.epochs} epochs, batch 64; "
+             f"{args.repeats} repeats, min / median / max)", "",
+             "| measure | value | goal |", "| --- | ---: | --- |",
+             f"| server start to healthy (s) | {mmm(rows['server_ready_s'])} | |",
+             f"| page load to first paint (s) | {mmm(rows['first_paint_s'])} | |",
+             f"| first click after page load to first live loss point (s) | {mmm(rows['cold_first_point_s'])} | |",
+             f"| click Train to first live loss point (s) | {mmm(rows['first_point_s'])} | < 1.5 |",
+             f"| live refreshes per second | {mmm(rows['refresh_per_s'])} | >= 2 |",
+             f"| samples/s, page open | {mmm(rows['page_samples_per_s'])} | |",
+             f"| samples/s, CLI | {mmm(rows['cli_samples_per_s'])} | |",
+             f"| page / CLI throughput | {mmm(ratio)} | >= 0.85 |"]
+    text = "\n".join(lines)
+    print(text)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "dashboard.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
