@@ -1,0 +1,77 @@
+"""Several browser sessions at once: each trains its own job; extra jobs queue in order."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from aecore.config import ModelConfig, TrainConfig
+from dashboard.jobs import JobManager
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def _wait(jobs, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not all(j.done for j in jobs):
+        time.sleep(0.05)
+    assert all(j.done for j in jobs), [j.status for j in jobs]
+
+
+@pytest.mark.parametrize("runner", ["process", "thread"])
+def test_a_full_manager_queues_jobs_in_order_with_positions(digits, runner):
+    mgr = JobManager(max_jobs=1, runner=runner)
+    long = TrainConfig(epochs=100_000)
+    first = mgr.submit(ModelConfig(variant="sigmoid", code_size=4), long, digits, save=False)
+    deadline = time.time() + 30
+    while first.status != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    second = mgr.submit(ModelConfig(variant="sigmoid", code_size=5), TrainConfig(epochs=1), digits, save=False)
+    third = mgr.submit(ModelConfig(variant="sigmoid", code_size=6), TrainConfig(epochs=1), digits, save=False)
+    time.sleep(0.3)
+    assert first.status == "running" and mgr.running == 1
+    assert (second.status, third.status) == ("queued", "queued")
+    assert (mgr.queue_position(second), mgr.queue_position(third)) == (1, 2)
+    first.stop()
+    _wait([first, second, third])
+    assert first.status == "stopped" and second.status == third.status == "finished"
+    assert second.started <= third.started  # FIFO
+    assert mgr.queue_position(third) is None
+    # each job trained its own config
+    assert [j.metrics["code_size"] for j in (second, third)] == [5, 6]
+
+
+def test_a_queued_job_that_is_stopped_never_runs(digits):
+    mgr = JobManager(max_jobs=1, runner="thread")
+    first = mgr.submit(ModelConfig(variant="sigmoid", code_size=4), TrainConfig(epochs=100_000), digits, save=False)
+    second = mgr.submit(ModelConfig(variant="sigmoid", code_size=4), TrainConfig(epochs=1), digits, save=False)
+    time.sleep(0.2)
+    second.stop()
+    first.stop()
+    _wait([first, second])
+    assert second.status == "stopped" and second.metrics is None and second.started is None
+
+
+def test_two_sessions_train_independently(tmp_path, monkeypatch):
+    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
+    a, b = AppTest.from_file(APP, default_timeout=60), AppTest.from_file(APP, default_timeout=60)
+    a.query_params["K"], a.query_params["epochs"] = "3", "5"
+    b.query_params["K"], b.query_params["epochs"] = "7", "5"
+    a.run()
+    b.run()
+    a.button(key="train_start").click().run()
+    b.button(key="train_start").click().run()
+    ja, jb = a.session_state["job"], b.session_state["job"]
+    assert ja is not jb
+    _wait([ja, jb])
+    a.run()
+    b.run()
+    assert ja.metrics["code_size"] == 3 and jb.metrics["code_size"] == 7
+    # each page shows its own job only
+    text_a = "\n".join(m.value for m in a.markdown)
+    text_b = "\n".join(m.value for m in b.markdown)
+    assert f"Job {ja.id}:" in text_a and f"Job {jb.id}:" not in text_a
+    assert f"Job {jb.id}:" in text_b and f"Job {ja.id}:" not in text_b
+    assert a.session_state["model_cfg"].code_size == 3 and b.session_state["model_cfg"].code_size == 7
