@@ -1,0 +1,140 @@
+"""Training-loop speed: aecore's Trainer against the canonical loop, and against the machine.
+
+    python -m bench.training [--steps 150] [--repeats 3] [--device cpu|cuda] [--quick]
+
+Peer: the loop the canonical examples write (a DataLoader over a TensorDataset with
+shuffle=True, ``loss.item()`` every step), the same model, optimizer, batch and number of
+steps, run alternately with aecore's Trainer in one process. Limit: this machine's float32
+matmul rate for the layer shapes involved, against the trainer's effective rate
+6 x parameters x samples/s (forward 2, backward 4 FLOPs per weight and example).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from aecore.config import ModelConfig, TrainConfig
+from aecore.models import build_model
+from aecore.training import Trainer, Finished
+
+from .common import machine_line, mmm, mnist, write
+
+MODELS = {
+    "784-256-784 sigmoid": ModelConfig(variant="sigmoid", code_size=256),
+    "deep 784-1000-500-250-30": ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250)),
+    "VAE 784-400-20": ModelConfig(variant="vae", code_size=20, hidden=(400,)),
+}
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def weight_shapes(model) -> list[tuple[int, int]]:
+    return [tuple(p.shape) for p in model.parameters() if p.ndim == 2]
+
+
+def aecore_rate(mc, data, batch, steps, device) -> float:
+    tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, n_train=batch * steps, device=device,
+                     snapshot_every=1e9, progress_every=1e9)
+    for ev in Trainer(mc, tc, data).run():
+        if isinstance(ev, Finished):
+            return ev.metrics["samples_per_second"]
+    raise RuntimeError("trainer failed")
+
+
+def reference_rate(mc, data, batch, steps, device) -> float:
+    """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = build_model(mc, data.dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.tensor(data.x_train[: batch * steps])
+    loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True)
+    weights = model.loss_weights()
+    t0 = time.perf_counter()
+    n = 0
+    for (xb,) in loader:
+        xb = xb.to(device)
+        terms = model.loss_terms(xb)
+        loss = sum(weights[k] * v for k, v in terms.items())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+        n += len(xb)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def matmul_rate(shapes, batch, device, reps=30) -> float:
+    """GFLOP/s of the forward and backward matmuls of these layers at this batch."""
+    flops, secs = 0.0, 0.0
+    for out_f, in_f in shapes:
+        a = torch.randn(batch, in_f, device=device)
+        w = torch.randn(out_f, in_f, device=device)
+        g = torch.randn(batch, out_f, device=device)
+        for _ in range(3):
+            a @ w.T
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ w.T  # forward
+            g @ w  # grad wrt input
+            g.T @ a  # grad wrt weight
+        if device != "cpu":
+            torch.cuda.synchronize()
+        secs += time.perf_counter() - t
+        flops += reps * 3 * 2 * batch * in_f * out_f
+    return flops / secs / 1e9
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batches", default="128,256")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and repeats (CI-sized)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = 30, 1
+    torch.set_flush_denormal(True)
+    data, real = mnist()
+    lines = [f"# Training loop speed ({args.device})", "", machine_line(),
+             f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'}; {args.steps} steps per "
+             f"measurement, {args.repeats} alternating repeats (min / median / max).", "",
+             "| model | batch | aecore samples/s | reference samples/s | aecore / reference | matmul GFLOP/s | "
+             "trainer GFLOP/s (6 x params x samples/s) | % of matmul |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, mc in MODELS.items():
+        model = build_model(mc, 784)
+        params, shapes = n_params(model), weight_shapes(model)
+        for batch in map(int, args.batches.split(",")):
+            ours, ref = [], []
+            aecore_rate(mc, data, batch, 5, args.device)  # warm-up
+            reference_rate(mc, data, batch, 5, args.device)
+            for _ in range(args.repeats):
+                ours.append(aecore_rate(mc, data, batch, args.steps, args.device))
+                ref.append(reference_rate(mc, data, batch, args.steps, args.device))
+            ratio = [a / b for a, b in zip(ours, ref)]
+            peak = matmul_rate(shapes, batch, args.device)
+            eff = [6 * params * s / 1e9 for s in ours]
+            lines.append(f"| {name} | {batch} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | {peak:.1f} | "
+                         f"{mmm(eff)} | {100 * float(np.median(eff)) / peak:.0f} % |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    write(f"training-{args.device}", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
