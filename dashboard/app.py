@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from dashboard import state  # noqa: E402
+from dashboard import classroom  # noqa: E402
 from dashboard.sidebar import sidebar  # noqa: E402
 
 PAGES_DIR = ROOT / "pages"
@@ -27,8 +28,12 @@ pg = st.navigation([
     st.Page(PAGES_DIR / "filters.py", title="Filters", url_path="filters"),
     st.Page(PAGES_DIR / "latent.py", title="Latent space", url_path="latent"),
     st.Page(PAGES_DIR / "compare.py", title="Compare with PCA", url_path="compare"),
+    st.Page(PAGES_DIR / "denoise.py", title="Denoise & inpaint", url_path="denoise"),
+    st.Page(PAGES_DIR / "generate.py", title="Generate", url_path="generate"),
     st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),
 ])
 state.job_manager()  # created (and its training fork server warmed up) with the first page view
 sidebar()
+classroom.presets_panel()  # one-click set-ups below the settings
+classroom.preset_notice()  # after a preset: where to look, above the page
 pg.run()

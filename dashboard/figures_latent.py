@@ -82,12 +82,14 @@ def code_bars(code: np.ndarray, title: str = "Code h", y_title: str = "activatio
 
 
 def image_pair(x: np.ndarray, x_hat: np.ndarray, shape: Sequence[int] | None, title: str,
-               value_range: Sequence[float] | None = None) -> go.Figure:
-    """Input | reconstruction of one example, side by side on one grey scale."""
+               value_range: Sequence[float] | None = None,
+               names: Sequence[str] = ("input", "reconstruction")) -> go.Figure:
+    """Input | reconstruction of one example (or any two images, ``names`` above them), side by
+    side on one grey scale."""
     x, x_hat = np.asarray(x, np.float64).ravel(), np.asarray(x_hat, np.float64).ravel()
     h, w = image_shape(shape, x.size)
     lo, hi = value_range if value_range is not None else (min(x.min(), x_hat.min()), max(x.max(), x_hat.max()))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("input", "reconstruction"), horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=tuple(names), horizontal_spacing=0.06)
     for col, img in ((1, x), (2, x_hat)):
         fig.add_trace(go.Heatmap(z=img.reshape(h, w), zmin=lo, zmax=hi, colorscale="gray_r" if h > 1 else "gray",
                                  showscale=col == 2, colorbar=dict(title=dict(text="pixel value"), thickness=14),

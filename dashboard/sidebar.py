@@ -21,7 +21,7 @@ from aecore.registry import get_variant, variant_names
 
 from .state import cuda_status, datasets_info
 
-__all__ = ["sidebar", "current_configs", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
+__all__ = ["sidebar", "current_configs", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
 
 MODEL_KEY, TRAIN_KEY = "model_cfg", "train_cfg"
 DEVICES = ("auto", "cpu", "cuda")
@@ -202,6 +202,21 @@ def _ensure(key: str) -> None:
     if key not in st.session_state:
         defaults = {**_variant_defaults(st.session_state.get("sb_variant", DEFAULT_VARIANT)), **GENERAL_DEFAULTS}
         st.session_state[key] = defaults[key]
+
+
+def apply_settings(settings: dict[str, Any]) -> None:
+    """Set the sidebar from outside (a preset), from a widget callback before the sidebar draws:
+    the variant's own defaults first, then ``settings`` (widget keys ``sb_<field>``; unknown keys
+    raise). The sidebar mirrors them into the URL on the same run."""
+    unknown = sorted(set(settings) - set(_BY_KEY))
+    if unknown:
+        raise KeyError(f"unknown sidebar setting(s) {', '.join(unknown)}; known: {', '.join(_BY_KEY)}")
+    ss = st.session_state
+    variant = settings.get("sb_variant", ss.get("sb_variant", DEFAULT_VARIANT))
+    ss.update(_variant_defaults(variant))
+    ss["sb_variant"] = variant
+    ss.update(settings)
+    ss[_INIT_FLAG] = True
 
 
 def _dataset_label(info: dict) -> str:

@@ -19,6 +19,7 @@ from aecore.baselines import fit_pca, pca_error_curve, recovered_components
 from aecore.config import ModelConfig, TrainConfig
 from aecore.metrics import component_abs_cosines
 from aecore.registry import variant_names
+from dashboard import classroom
 from dashboard import figures_latent as figs
 from dashboard import state
 from dashboard.sidebar import current_configs
@@ -238,6 +239,7 @@ c1, c2, c3 = st.columns([2, 1, 2])
 variant = c1.radio("Linear autoencoder", LINEAR_VARIANTS, key="cmp_variant", horizontal=True,
                    format_func=lambda v: {"tied": "tied (W* = Wᵀ)", "linear": "untied (W* free)"}[v],
                    help="Both learn PCA's subspace; the tied one has half the weights.")
+classroom.lesson_panel(variant)
 epochs = int(c2.number_input("Epochs per job", min_value=1, max_value=10_000, value=_default_epochs(ds.n_train),
                              step=10, key="cmp_epochs",
                              help="200 epochs of digits converge to PCA in a second or two."))

@@ -5,7 +5,7 @@ import math
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import classroom, figures, state
 from dashboard.sidebar import current_configs
 
 LIVE_EVERY = 0.4  # seconds between redraws while a job runs
@@ -164,6 +164,7 @@ def _draw_job(job) -> None:
 
 st.title("Train")
 configs = current_configs()
+classroom.lesson_panel(configs[0].variant if configs else None)
 job = state.current_job()
 running = job is not None and not job.done
 
@@ -194,3 +195,5 @@ else:
             st.rerun()  # once: the full page redraws with the summary, the buttons and no timer
 
     live_view()
+    if not started_live:
+        classroom.after_run(job)  # replay, unit statistics, export

@@ -53,7 +53,7 @@ def test_renders_on_digits_without_exception(at):
     assert not at.exception
     assert not at.error
     assert at.title[0].value == "Train"
-    assert [b.label for b in at.button] == ["Train", "Stop"]
+    assert [b.label for b in at.main.button] == ["Train", "Stop"]
     assert at.button(key="train_stop").disabled
     assert "Press **Train**" in texts(at)
     mc, tc = at.session_state["model_cfg"], at.session_state["train_cfg"]
