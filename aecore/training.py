@@ -140,13 +140,16 @@ class Trainer:
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
-                 n_show: int = 16, n_codes: int = 1000):
+                 n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0):
         self.model_cfg = model_cfg
         self.train_cfg = train_cfg
         self.data = data
         self.stop = stop or threading.Event()
         self.n_show = n_show
         self.n_codes = n_codes
+        # besides the wall-clock cadence, at least this many snapshots spread over the steps
+        # (a run that ends in a second still has frames to replay)
+        self.min_snapshots = min_snapshots
 
     def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
         try:
@@ -226,6 +229,8 @@ class Trainer:
         t0 = time.perf_counter()
         last_progress = last_snap = t0
         last_step_reported, last_time_reported = 0, t0
+        snap_every_steps = max(1, total_steps // self.min_snapshots) if self.min_snapshots else None
+        next_snap_step = snap_every_steps or 0
         epoch_loss = float("nan")
         stopped = False
 
@@ -281,9 +286,11 @@ class Trainer:
                     if isinstance(ev, Failed):
                         return
                     last_progress = now
-                if now - last_snap >= tc.snapshot_every:
+                if now - last_snap >= tc.snapshot_every or (snap_every_steps and step >= next_snap_step):
                     yield snapshot(step, step / steps_per_epoch, now - t0)
                     last_snap = time.perf_counter()
+                    if snap_every_steps:
+                        next_snap_step = (step // snap_every_steps + 1) * snap_every_steps
             if stopped:
                 break
             epoch_loss = float(epoch_acc.sum()) / steps_per_epoch

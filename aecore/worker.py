@@ -155,7 +155,7 @@ def _unspill(sd: SpilledData):
                    label_names=sd.label_names)
 
 
-def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int) -> None:
+def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int, trainer_kw: dict) -> None:
     import torch
 
     from .config import ModelConfig, TrainConfig
@@ -165,7 +165,7 @@ def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int) -> None:
     try:
         mc, tc = ModelConfig.from_dict(mc_dict), TrainConfig.from_dict(tc_dict)
         data = _unspill(sd)
-        for ev in Trainer(mc, tc, data, stop=stop).run():
+        for ev in Trainer(mc, tc, data, stop=stop, **trainer_kw).run():
             if isinstance(ev, Finished):  # weights travel as arrays; the parent rebuilds the model
                 state = {k: v.detach().cpu().numpy() for k, v in ev.model.state_dict().items()}
                 q.put(("finished", dict(ev.metrics), ev.history, ev.stopped, state, int(ev.model.input_dim)))
@@ -182,14 +182,15 @@ def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int) -> None:
 class ProcessJob:
     """One training run in a child process."""
 
-    def __init__(self, model_cfg, train_cfg, data, threads: int = 1):
+    def __init__(self, model_cfg, train_cfg, data, threads: int = 1, **trainer_kw):
+        """``trainer_kw`` go to the ``Trainer`` (e.g. ``min_snapshots``)."""
         ctx = _context()
         self.model_cfg, self.train_cfg = model_cfg, train_cfg
         self._q = ctx.Queue()
         self._stop = ctx.Event()
         self.process = ctx.Process(target=_child, name="aecore-train", daemon=True,
                                    args=(model_cfg.to_dict(), train_cfg.to_dict(), spill(data), self._q,
-                                         self._stop, threads))
+                                         self._stop, threads, trainer_kw))
         _start(self.process)
 
     def stop(self) -> None:

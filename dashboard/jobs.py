@@ -21,6 +21,7 @@ RUNNERS = ("process", "thread")  # process: a child process per job (no GIL cont
 
 __all__ = ["JobRecord", "JobManager", "default_max_jobs"]
 
+MIN_SNAPSHOTS = 40  # per run, so even a one-second run can be replayed frame by frame
 MAX_SNAPSHOTS = 120  # kept for replay; thinned by half when full (first and newest always kept)
 
 
@@ -185,9 +186,10 @@ class JobManager:
 
     def _events(self, job: JobRecord, data):
         """The Trainer's events, from a child process (default) or from this thread."""
+        kw = {"min_snapshots": MIN_SNAPSHOTS}
         if self.runner == "process":
-            return ProcessJob(job.model_cfg, job.train_cfg, data, threads=self.threads).events(stop=job.stop_event)
-        return Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event).run()
+            return ProcessJob(job.model_cfg, job.train_cfg, data, threads=self.threads, **kw).events(stop=job.stop_event)
+        return Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event, **kw).run()
 
     def _record_failure(self, job: JobRecord, run_id: str | None, reason: str) -> None:
         """Mark the run failed in the store; a store error never replaces the job's own reason."""

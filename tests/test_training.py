@@ -244,3 +244,16 @@ def test_logged_penalty_is_weight_times_the_unweighted_term(variant, weight, ter
     first0 = next(e for e in _events(mc.replace(**zero), tc, data) if isinstance(e, Progress))
     assert first0.terms[term] == 0.0
     assert first0.terms["recon"] == pytest.approx(first.terms["recon"], rel=1e-6)  # same init, same batch
+
+
+def test_min_snapshots_spreads_frames_over_a_fast_run(digits):
+    from aecore.training import Snapshot, Trainer
+
+    tc = TrainConfig(epochs=4, snapshot_every=1e9, batch_size=64)
+    none = [e for e in Trainer(ModelConfig(variant="tied", code_size=3), tc, digits).run() if isinstance(e, Snapshot)]
+    many = [e for e in Trainer(ModelConfig(variant="tied", code_size=3), tc, digits, min_snapshots=10).run()
+            if isinstance(e, Snapshot)]
+    assert len(none) == 2  # the first and the last
+    steps = [s.step for s in many]
+    assert 10 <= len(many) <= 13 and steps == sorted(steps)
+    assert steps[0] == 0 and steps[-1] == 4 * 23  # 1437 examples / 64 = 23 steps per epoch
