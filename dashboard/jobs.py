@@ -121,12 +121,14 @@ class JobManager:
 
     def _work(self, job: JobRecord, data, save: bool) -> None:
         with self._cond:
-            while not (self._waiting and self._waiting[0] is job and self._running < self.max_jobs):
-                if job.stop_event.is_set():
+            while True:
+                if job.stop_event.is_set():  # stopped while queued: it never starts
                     self._waiting.remove(job)
                     self._cond.notify_all()
                     job.status, job.ended = "stopped", time.time()
                     return
+                if self._waiting and self._waiting[0] is job and self._running < self.max_jobs:
+                    break
                 self._cond.wait(timeout=0.2)
             self._waiting.pop(0)
             self._running += 1
