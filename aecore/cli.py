@@ -1,4 +1,4 @@
-"""Command line: ``aecore train | show | datasets``.
+"""Command line: ``aecore train | show | datasets | documents | probe | pretrain``.
 
 With ``--json`` every event is one JSON object per line and the last line is the final
 metrics, so scripts, tests and benchmarks parse the output without scraping text. Bad
@@ -106,6 +106,9 @@ def _build_parser() -> _Parser:
     d = sub.add_parser("datasets", help="list datasets and whether they are available offline")
     d.add_argument("--data-dir", metavar="DIR")
     d.add_argument("--json", action="store_true")
+
+    from .features_cli import add_parsers as add_feature_parsers  # documents, probe, pretrain
+    add_feature_parsers(sub)
     return p
 
 
@@ -214,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = _build_parser().parse_args(argv)
-        return {"train": _train, "show": _show, "datasets": _datasets}[args.command](args)
+        from .features_cli import HANDLERS as _feature_handlers
+        return {"train": _train, "show": _show, "datasets": _datasets, **_feature_handlers}[args.command](args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:

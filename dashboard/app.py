@@ -31,6 +31,8 @@ pg = st.navigation([
     st.Page(PAGES_DIR / "denoise.py", title="Denoise & inpaint", url_path="denoise"),
     st.Page(PAGES_DIR / "generate.py", title="Generate", url_path="generate"),
     st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),
+    st.Page(PAGES_DIR / "documents.py", title="Documents", url_path="documents"),
+    st.Page(PAGES_DIR / "features.py", title="Features & pre-training", url_path="features"),
 ])
 state.job_manager()  # created (and its training fork server warmed up) with the first page view
 sidebar()

@@ -1,0 +1,101 @@
+"""Documents and Features & pre-training pages end to end in headless Chromium: real clicks, figures, no errors."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from browser import CHROMIUM, CHROMIUM_ARGS, ERRORS_JS, FIGURES_JS, Server, chromium_missing, shot
+
+pytestmark = pytest.mark.browser
+
+_missing = chromium_missing()
+if _missing:
+    pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+TEXTS = {"space": ["the rocket reached orbit after launch", "nasa shuttle launch to the moon",
+                   "orbit of the moon and planets", "astronauts on the shuttle in orbit",
+                   "the rocket engine for launch", "moon landing by nasa astronauts"],
+         "cars": ["the car engine needs oil", "driving the car on the road", "a fast car with a big engine",
+                  "wheels and tires of the car", "the road trip by car", "car dealer sold the sedan"]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    # an empty data root: no 20 Newsgroups, and digits is the only image set offline
+    srv = Server(tmp, env={"AECORE_DATA": str(tmp / "data")})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def figure_titles(page) -> list[str]:
+    return [f["title"] for f in page.evaluate(FIGURES_JS)]
+
+
+def wait_for_figure(page, part: str, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(part in t for t in figure_titles(page)):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no figure titled like {part!r}; figures: {figure_titles(page)}")
+
+
+def test_documents_page_trains_on_a_text_folder(server, page, tmp_path):
+    for group, texts in TEXTS.items():
+        (tmp_path / "docs" / group).mkdir(parents=True)
+        for i, t in enumerate(texts):
+            (tmp_path / "docs" / group / f"{i}.txt").write_text(t)
+    page.goto(server.url + "/documents")
+    page.get_by_role("heading", name="Documents").first.wait_for(timeout=30_000)
+    page.get_by_text("20 Newsgroups is not under the data root").first.wait_for(timeout=10_000)
+    main = page.get_by_test_id("stMain")  # the sidebar has its own "Code size K"
+    main.get_by_text("A folder of text files or a CSV").click()
+    for role, name, value in (
+            ("textbox", "Folder with one sub-folder of text files per label, or a CSV file of (text, label)",
+             str(tmp_path / "docs")),
+            ("textbox", "Hidden layers", "8"),
+            ("spinbutton", "Code size K", "2")):
+        box = main.get_by_role(role, name=name)
+        box.fill(value)
+        box.press("Enter")
+        time.sleep(0.5)
+    time.sleep(1.0)
+    page.get_by_role("button", name="Train autoencoder and LSA").click()
+    wait_for_figure(page, "precision vs recall at K = 2")
+    time.sleep(1.0)
+    shot(page, "page-documents")
+    assert page.evaluate(ERRORS_JS) == []
+
+
+def test_features_page_runs_a_probe_and_pretraining(server, page):
+    page.goto(server.url + "/features")
+    page.get_by_role("heading", name="Features & pre-training").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Train and probe").click()
+    wait_for_figure(page, "Linear probe")
+    page.get_by_role("tab", name="Pre-training").click()
+    page.get_by_role("button", name="Pre-train and fine-tune").click()
+    wait_for_figure(page, "Fine-tuning on digits")
+    wait_for_figure(page, "Pre-trained, then fine-tuned")
+    time.sleep(1.0)
+    shot(page, "page-features")
+    assert page.evaluate(ERRORS_JS) == []
