@@ -26,7 +26,7 @@ from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
 from .models import build_model
 
-__all__ = ["Progress", "Snapshot", "Finished", "Failed", "Trainer", "TrainResult", "TrainingFailed",
+__all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
            "fit", "resolve_device", "evaluate", "as_tensor"]
 
 
@@ -65,6 +65,16 @@ class Finished:
     history: tuple  # rows (dicts) of every Progress event
     model: torch.nn.Module = field(repr=False)
     stopped: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Held-out loss at the end of an epoch (only with ``Trainer(eval_each_epoch=True)``)."""
+    epoch: int
+    step: int
+    terms: Mapping[str, float]  # unweighted loss terms, mean per held-out example
+    loss: float                 # their weighted sum, as in training
+    neg_elbo: float | None = None  # VAE: recon + KL (β = 1) with a sampled code, nats per example
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,7 @@ class Trainer:
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
-                 n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0):
+                 n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0, eval_each_epoch: bool = False):
         self.model_cfg = model_cfg
         self.train_cfg = train_cfg
         self.data = data
@@ -150,6 +160,7 @@ class Trainer:
         # besides the wall-clock cadence, at least this many snapshots spread over the steps
         # (a run that ends in a second still has frames to replay)
         self.min_snapshots = min_snapshots
+        self.eval_each_epoch = eval_each_epoch  # held-out loss after every epoch (an Evaluation event)
 
     def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
         try:
@@ -294,6 +305,8 @@ class Trainer:
             if stopped:
                 break
             epoch_loss = float(epoch_acc.sum()) / steps_per_epoch
+            if self.eval_each_epoch:
+                yield self._evaluation(model, data.x_test, epoch + 1, step, weights, device, tc.seed)
         now = time.perf_counter()
         if acc_steps:
             ev = progress(now)
@@ -308,6 +321,27 @@ class Trainer:
                    "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss)}
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
         yield Finished(metrics, tuple(history), model, stopped)
+
+
+    @staticmethod
+    @torch.no_grad()
+    def _evaluation(model, x_test, epoch, step, weights, device, seed) -> Evaluation:
+        was_training = model.training
+        model.eval()
+        xt = as_tensor(x_test, device)
+        sums: dict[str, float] = {}
+        for i in range(0, len(xt), 4096):
+            xb = xt[i:i + 4096]
+            for k, v in model.loss_terms(xb).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
+        terms = {k: v / len(xt) for k, v in sums.items()}
+        neg_elbo = None
+        if hasattr(model, "elbo"):
+            g = torch.Generator(device=device).manual_seed(seed + epoch)
+            neg_elbo = -sum(float(model.elbo(xt[i:i + 4096], generator=g)) * len(xt[i:i + 4096])
+                            for i in range(0, len(xt), 4096)) / len(xt)
+        model.train(was_training)
+        return Evaluation(epoch, step, terms, sum(weights[k] * v for k, v in terms.items()), neg_elbo)
 
 
 @dataclass(frozen=True)

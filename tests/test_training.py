@@ -257,3 +257,20 @@ def test_min_snapshots_spreads_frames_over_a_fast_run(digits):
     steps = [s.step for s in many]
     assert 10 <= len(many) <= 13 and steps == sorted(steps)
     assert steps[0] == 0 and steps[-1] == 4 * 23  # 1437 examples / 64 = 23 steps per epoch
+
+
+def test_eval_each_epoch_reports_held_out_loss(digits):
+    from aecore.training import Evaluation, Finished, Trainer
+
+    events = list(Trainer(ModelConfig(variant="vae", code_size=2, hidden=(32,)), TrainConfig(epochs=3), digits,
+                          eval_each_epoch=True).run())
+    evals = [e for e in events if isinstance(e, Evaluation)]
+    assert [e.epoch for e in evals] == [1, 2, 3]
+    assert set(evals[0].terms) == {"recon", "kl"}
+    assert all(np.isfinite(e.neg_elbo) and e.neg_elbo > 0 for e in evals)
+    fin = events[-1]
+    assert isinstance(fin, Finished)
+    # the last epoch's held-out -ELBO agrees with the final metric (both sample z; different draws)
+    assert evals[-1].neg_elbo == pytest.approx(-fin.metrics["test_elbo"], rel=0.05)
+    plain = list(Trainer(ModelConfig(variant="tied", code_size=3), TrainConfig(epochs=1), digits).run())
+    assert not any(isinstance(e, Evaluation) for e in plain)
