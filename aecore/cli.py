@@ -1,4 +1,4 @@
-"""Command line: ``aecore train | show | datasets | documents | probe | pretrain``.
+"""Command line: ``aecore train | show | datasets | documents | probe | pretrain | recommend``.
 
 With ``--json`` every event is one JSON object per line and the last line is the final
 metrics, so scripts, tests and benchmarks parse the output without scraping text. Bad
@@ -107,6 +107,8 @@ def _build_parser() -> _Parser:
     d.add_argument("--data-dir", metavar="DIR")
     d.add_argument("--json", action="store_true")
 
+    from .recsys.cli import add_parser as add_recommend_parser
+    add_recommend_parser(sub)
     from .features_cli import add_parsers as add_feature_parsers  # documents, probe, pretrain
     add_feature_parsers(sub)
     return p
@@ -217,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = _build_parser().parse_args(argv)
+        from .recsys.cli import run as _recommend
         from .features_cli import HANDLERS as _feature_handlers
-        return {"train": _train, "show": _show, "datasets": _datasets, **_feature_handlers}[args.command](args)
+        return {"train": _train, "show": _show, "datasets": _datasets, "recommend": _recommend,
+                **_feature_handlers}[args.command](args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:

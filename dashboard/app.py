@@ -33,6 +33,7 @@ pg = st.navigation([
     st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),
     st.Page(PAGES_DIR / "documents.py", title="Documents", url_path="documents"),
     st.Page(PAGES_DIR / "features.py", title="Features & pre-training", url_path="features"),
+    st.Page(PAGES_DIR / "recommend.py", title="Recommend", url_path="recommend"),
 ])
 state.job_manager()  # created (and its training fork server warmed up) with the first page view
 sidebar()

@@ -1,0 +1,546 @@
+"""Tests for aecore.recsys: masked loss, models on synthetic low-rank ratings, loaders (files the
+test writes, a local download, the real ML-100K when $AECORE_DATA is set), metrics, CLI."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import json
+import math
+import os
+import threading
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+
+from aecore.cli import main
+from aecore.data import DataError
+from aecore.recsys import data as rdata
+import aecore.recsys.evaluate
+from aecore.recsys import make, recall_ndcg_at_k
+from aecore.recsys.data import Ratings, RatingsData, load_movielens, load_ratings_csv, random_split
+from aecore.recsys.evaluate import mae, rmse, topk_indices
+
+evaluate = aecore.recsys.evaluate  # the module (the package's attribute of that name is the module too)
+from aecore.recsys.models import AutoRecNet, _MDASide, autorec_loss, mda_statistics
+
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+# ----------------------------------------------------------------------------- helpers
+def low_rank_data(n_users=300, n_items=120, rank=3, observed=0.25, test=0.2, seed=0, side=False) -> RatingsData:
+    """Ratings 1..5 from a rank-`rank` matrix; `observed` of the entries known, `test` of those hidden."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n_users, rank))
+    v = rng.normal(size=(n_items, rank))
+    full = u @ v.T
+    full = 3 + 1.5 * full / full.std() + rng.normal(0, 0.5, size=(n_items,))[None, :]  # item effects too
+    full = np.clip(full, 1, 5)
+    mask = rng.random(full.shape) < observed
+    uu, ii = np.nonzero(mask)
+    ratings = Ratings(uu.astype(np.int64), ii.astype(np.int64), full[uu, ii].astype(np.float32), n_users, n_items)
+    train, held = random_split(ratings, test, seed)
+    extra = {}
+    if side:
+        extra = dict(item_genres=(v > 0).astype(np.uint8), genre_names=tuple(f"g{k}" for k in range(rank)),
+                     user_features=(u > 0).astype(np.float32), user_feature_names=tuple(f"f{k}" for k in range(rank)))
+    return RatingsData(name="synthetic", split="random", train=train, test=held, user_ids=np.arange(n_users),
+                       item_ids=np.arange(n_items), rating_range=(1.0, 5.0), **extra)
+
+
+def item_mean_rmse(data: RatingsData) -> float:
+    tr = data.train
+    sums = np.bincount(tr.item, tr.rating, tr.n_items)
+    counts = np.bincount(tr.item, minlength=tr.n_items)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), tr.rating.mean())
+    return rmse(means[data.test.item], data.test.rating)
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------- masked loss
+def test_unobserved_entries_get_exactly_zero_gradient():
+    torch.manual_seed(0)
+    net = AutoRecNet(6, 4)
+    x = torch.tensor([[5.0, 0, 3, 0, 1, 0], [0, 0, 4, 2, 0, 0], [1.0, 0, 0, 5, 0, 0]])
+    mask = (x != 0).float()  # column 1 and 5 never observed; column 4 only in row 0
+    recon = net(x)
+    recon.retain_grad()
+    from aecore.objectives import squared_error
+
+    squared_error(recon, x, mask).backward()
+    assert torch.all(recon.grad[mask == 0] == 0)  # exactly zero, not small
+    assert torch.all(recon.grad[mask == 1] != 0)
+    # an output never observed: its decoder row and bias get no gradient
+    for j in (1, 5):
+        assert torch.all(net.decoder.weight.grad[j] == 0) and net.decoder.bias.grad[j] == 0
+        # its input is 0 wherever it is unknown, so the encoder column gets none either
+        assert torch.all(net.encoder.weight.grad[:, j] == 0)
+    assert torch.any(net.decoder.weight.grad[4] != 0)
+
+    # with weight decay the unobserved rows get exactly the decay's gradient, reg/n * W
+    net.zero_grad()
+    terms = autorec_loss(net, x, mask, reg=2.0, n_rows=3)
+    assert set(terms) == {"recon", "l2"}
+    sum(terms.values()).backward()
+    torch.testing.assert_close(net.decoder.weight.grad[1], 2.0 / 3 * net.decoder.weight[1].detach())
+
+
+def test_autorec_loss_is_the_papers_objective_divided_by_rows():
+    torch.manual_seed(1)
+    net = AutoRecNet(5, 3)
+    x = torch.tensor([[1.0, 0, 2, 0, 0], [0, 3, 0, 0, 4]])
+    m = (x != 0).float()
+    t = autorec_loss(net, x, m, reg=10.0, n_rows=2)
+    with torch.no_grad():
+        r = net(x)
+        sse = ((r - x) ** 2 * m).sum()
+        l2 = 10.0 / 2 * (net.encoder.weight.square().sum() + net.decoder.weight.square().sum())
+    torch.testing.assert_close(t["recon"] + t["l2"], (sse + l2) / 2)
+
+
+# ----------------------------------------------------------------------------- models on synthetic data
+@pytest.mark.parametrize("name", ["autorec-item", "autorec-user"])
+def test_autorec_recovers_hidden_low_rank_entries(name):
+    data = low_rank_data(n_users=400, n_items=400, observed=0.2)
+    model = make(name, hidden=40, reg=1.0, epochs=100, optimizer="rprop", lr=1e-2, patience=10, threads=1)
+    model.fit(data.train, data)
+    got = evaluate.rating_metrics(model, data.test)["rmse"]
+    base = item_mean_rmse(data)
+    assert got < 0.5 * base, (got, base)  # ~0.4 vs ~1.17
+    assert model.best_epoch_ >= 1 and model.history_ and "valid_rmse" in model.history_[0]
+
+
+def test_cdae_and_mdacf_on_synthetic_data():
+    data = low_rank_data(side=True)
+    cdae = make("cdae", hidden=16, epochs=15, lr=1e-2, patience=5, threads=1).fit(data.train, data)
+    m = evaluate.evaluate(cdae, data)
+    assert math.isnan(m["rmse"])  # a ranking model: no ratings
+    pop = make("global-mean").fit(data.train, data)
+    assert m["recall@10"] > evaluate.evaluate(pop, data)["recall@10"]
+    mdacf = make("mdacf", factors=5, iterations=8).fit(data.train, data)
+    got = evaluate.rating_metrics(mdacf, data.test)["rmse"]
+    assert got < 0.8 * item_mean_rmse(data)
+
+
+def test_mda_expected_statistics_match_sampled_corruption():
+    rng = np.random.default_rng(0)
+    x = sparse.csr_matrix(rng.integers(0, 3, size=(4, 30)).astype(float))
+    x_b = sparse.vstack([x, np.ones((1, 30))]).tocsr()
+    p = 0.4
+    s, eq, ep = mda_statistics(x_b, p)
+    xd = x_b.toarray()
+    acc_q, acc_p, n = np.zeros_like(eq), np.zeros_like(ep), 20000
+    for _ in range(n):
+        keep = np.ones(5)
+        keep[:4] = rng.random(4) > p
+        xt = xd * keep[:, None]  # one corruption per feature, shared over examples (any scheme averages the same)
+        acc_q += xt @ xt.T
+        acc_p += xd[:4] @ xt.T
+    np.testing.assert_allclose(s, xd @ xd.T)
+    np.testing.assert_allclose(acc_q / n, eq, rtol=0.03, atol=0.3)
+    np.testing.assert_allclose(acc_p / n, ep, rtol=0.03, atol=0.3)
+
+
+def test_mda_side_step_matches_explicit_w():
+    rng = np.random.default_rng(1)
+    x = sparse.random(6, 25, density=0.4, random_state=2, format="csr")
+    lam, k = 0.7, 3
+    side = _MDASide(x, 0.3, lam, k)
+    side.p_mat = rng.normal(size=(6, k))
+    u = rng.normal(size=(25, k))
+    p_old = side.p_mat.copy()
+    out = side.step(u)
+    # the same with W formed explicitly
+    s, eq, ep = mda_statistics(side.x_b, 0.3)
+    a = eq + lam * s
+    a[np.diag_indices_from(a)] += 1e-5 * max(1.0, float(np.mean(np.diag(a))))
+    xb = side.x_b.toarray()
+    w = (ep + lam * p_old @ (xb @ u).T) @ np.linalg.inv(a)
+    p_new = (w @ xb @ u) @ np.linalg.inv(u.T @ u)
+    np.testing.assert_allclose(side.p_mat, p_new, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(out, lam * p_new.T @ w @ xb, rtol=1e-6, atol=1e-8)
+
+
+def test_unseen_users_and_items_get_the_baseline_never_nan():
+    data = low_rank_data(n_users=60, n_items=30)
+    tr = data.train
+    keep = (tr.item != 7) & (tr.user != 5)  # item 7 and user 5 unseen in training
+    train = tr.subset(keep)
+    d = dataclasses.replace(data, train=train)
+    for name in ("autorec-item", "autorec-user", "mdacf", "biased-mf"):
+        params = {"epochs": 3, "threads": 1, "hidden": 8} if name.startswith("autorec") else {}
+        if name == "mdacf":
+            params = {"factors": 3, "iterations": 2}
+        m = make(name, **params).fit(train, d)
+        users, items = np.array([5, 0, 5]), np.array([1, 7, 7])
+        pred = m.predict(users, items)
+        assert np.all(np.isfinite(pred)) and np.all((pred >= 1) & (pred <= 5))
+        np.testing.assert_allclose(pred, np.clip(m.baseline_.baseline_pairs(users, items), 1, 5), rtol=1e-5)
+        s = m.score_users(np.array([0, 5]))
+        np.testing.assert_allclose(s[:, 7], np.clip(m.baseline_.baseline_rows(np.array([0, 5]))[:, 7], 1, 5),
+                                   rtol=1e-5)
+        assert np.all(np.isfinite(s)) and s.min() >= 1 and s.max() <= 5
+
+
+def test_fold_in_of_a_known_user_matches_u_autorec_scores():
+    data = low_rank_data(n_users=80, n_items=40)
+    m = make("autorec-user", hidden=8, epochs=3, threads=1).fit(data.train, data)
+    u = int(data.train.user[0])
+    row = data.train.csr()[u]
+    np.testing.assert_allclose(m.fold_in(row.indices, row.data), m.score_users(np.array([u]))[0], rtol=1e-4,
+                               atol=1e-4)
+    mi = make("autorec-item", hidden=8, epochs=3, threads=1).fit(data.train, data)
+    s = mi.fold_in([0, 1, 2], [5.0, 5.0, 1.0])
+    assert s.shape == (40,) and np.all(np.isfinite(s))
+
+
+@pytest.mark.parametrize("name", ["autorec-item", "autorec-user", "cdae"])
+def test_training_never_builds_a_dense_users_by_items_matrix(name):
+    # 30k users x 4k items: 0.48 GB as a dense float32 matrix (numpy's and scipy's allocations are
+    # traced; torch's are not); the models densify one batch of rows at a time instead
+    rng = np.random.default_rng(0)
+    n_u, n_i, n = 30_000, 4_000, 8_000
+    r = Ratings(rng.integers(0, n_u, n), rng.integers(0, n_i, n), rng.integers(1, 6, n).astype(np.float32), n_u, n_i)
+    r = r.subset(np.unique(r.user * n_i + r.item, return_index=True)[1])
+    train, test = random_split(r, 0.1, 0)
+    d = RatingsData("big", "random", train, test, np.arange(n_u), np.arange(n_i), (1.0, 5.0))
+    tracemalloc.start()
+    m = make(name, hidden=8, epochs=1, batch_size=64, threads=1, valid_fraction=0.0).fit(train, d)
+    out = evaluate.evaluate(m, d)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.isfinite(out["ndcg@10"])
+    assert peak < 150e6, f"peak {peak / 1e6:.0f} MB"
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_rmse_mae_by_hand():
+    assert rmse([3, 4, 5], [4, 4, 3]) == pytest.approx(math.sqrt((1 + 0 + 4) / 3))
+    assert mae([3, 4, 5], [4, 4, 3]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shapes differ"):
+        rmse([1, 2], [1])
+
+
+def test_recall_and_ndcg_by_hand():
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5],
+                       [0.1, 0.2, 0.3, 0.4, 0.5],
+                       [0.5, 0.4, 0.3, 0.2, 0.1]])
+    relevant = sparse.csr_matrix(np.array([[0, 0, 1, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]))
+    exclude = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]))
+    rec, ndcg, has = recall_ndcg_at_k(scores, relevant, exclude, k=2)
+    # user 0: item 0 excluded -> top-2 = [1, 2]; relevant {2, 4}: one hit at rank 2
+    assert rec[0] == pytest.approx(0.5)
+    assert ndcg[0] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))  # 0.3869
+    # user 1: top-2 = [4, 3], the only relevant item first
+    assert rec[1] == 1.0 and ndcg[1] == pytest.approx(1.0)
+    # user 2: nothing relevant -> not counted
+    assert not has[2] and math.isnan(rec[2]) and list(has[:2]) == [True, True]
+    # k larger than the relevant set: IDCG uses min(k, |relevant|)
+    rec, ndcg, _ = recall_ndcg_at_k(scores[1:2], relevant[1:2], None, k=3)
+    assert rec[0] == 1.0 and ndcg[0] == pytest.approx(1.0)
+
+
+def test_topk_ties_go_to_the_lower_index_and_exclusions_last():
+    s = np.array([[1.0, 2.0, 2.0, 2.0, 0.0]])
+    assert topk_indices(s, 2).tolist() == [[1, 2]]
+    assert topk_indices(s, 3, sparse.csr_matrix(np.array([[0, 1, 0, 0, 0]]))).tolist() == [[2, 3, 0]]
+
+
+def test_topn_metrics_of_a_perfect_oracle():
+    data = low_rank_data(n_users=50, n_items=30)
+
+    class Oracle:
+        name, predicts_ratings = "oracle", False
+
+        def score_users(self, users):
+            return np.asarray(data.test.csr()[users].todense())
+
+    m = evaluate.topn_metrics(Oracle(), data.train, data.test, k=10)
+    assert m["ndcg@10"] == pytest.approx(1.0) and m["recall@10"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- ratings CSV
+def test_csv_with_header_string_ids_half_stars(tmp_path):
+    p = tmp_path / "r.csv"
+    rows = ["userId,movieId,rating,timestamp"] + [f"u{u},m{i},{(u + i) % 9 / 2 + 0.5},100" for u in range(10)
+                                                   for i in range(8)]
+    p.write_text("\n".join(rows) + "\n")
+    d = load_ratings_csv(p, seed=3)
+    assert d.skipped == {}
+    assert (d.n_users, d.n_items) == (10, 8) and len(d.train) + len(d.test) == 80 and len(d.test) == 8
+    assert d.user_ids[0] == "u0" and d.rating_range == (0.5, 4.5)
+    assert set(np.unique(np.concatenate([d.train.rating, d.test.rating]))) <= {x / 2 for x in range(1, 10)}
+    again = load_ratings_csv(p, seed=3)
+    np.testing.assert_array_equal(again.test.user, d.test.user)  # the split is seeded
+
+
+def test_csv_without_header_counts_bad_rows(tmp_path):
+    p = tmp_path / "bad.tsv"
+    good = [f"{u}\t{i}\t{1 + (u * i) % 5}" for u in range(1, 6) for i in range(1, 5)]
+    bad = ["7\t3", "7\t3\t4\t5\t6", "\t3\t4", "8\t3\tfive", "8\t4\tnan", "9\t1\t3\tyesterday", "1\t1\t2"]
+    p.write_text("\n".join(good[:5] + bad + good[5:]) + "\n\n")
+    d = load_ratings_csv(p)
+    assert d.skipped == {"bad_rating": 2, "bad_timestamp": 1, "duplicate": 1, "empty_id": 1,
+                         "wrong_field_count": 2}
+    assert len(d.train) + len(d.test) == 20
+    assert d.user_ids.tolist() == [1, 2, 3, 4, 5]  # integer ids sort as numbers
+
+
+def test_csv_without_usable_rows_is_refused(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("user,item,rating\nalice,x,good\nbob,,4\n")
+    with pytest.raises(DataError, match=r"empty\.csv.*no usable rows.*1 bad_rating.*1 empty_id"):
+        load_ratings_csv(p)
+    p.write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv.*no usable rows"):
+        load_ratings_csv(p)
+    with pytest.raises(DataError, match=r"nope\.csv.*no such file"):
+        load_ratings_csv(tmp_path / "nope.csv")
+
+
+# ----------------------------------------------------------------------------- MovieLens files (tiny, written here)
+TINY = dict(n_users=4, n_items=5, n_ratings=10)
+
+
+def tiny_ml_files() -> dict[str, bytes]:
+    users = "1|24|M|technician|85711\n2|53|F|other|94043\n3|17|M|writer|32067\n4|60|F|none|11111\n"
+    items = "".join(f"{i}|Movie {i} (199{i})|01-Jan-1995||http://x|" + "|".join(
+        "1" if g == i else "0" for g in range(19)) + "\n" for i in range(1, 6))
+    ratings = [(1, 1, 5), (1, 2, 3), (2, 1, 4), (2, 3, 2), (3, 4, 5), (3, 5, 1), (4, 2, 4), (4, 3, 3), (1, 5, 2),
+               (2, 4, 4)]
+    line = lambda rs: "".join(f"{u}\t{i}\t{r}\t88125{u}{i}\n" for u, i, r in rs)  # noqa: E731
+    return {"u.user": users.encode(), "u.item": items.encode("latin-1"), "u.data": line(ratings).encode(),
+            "u1.base": line(ratings[:8]).encode(), "u1.test": line(ratings[8:]).encode()}
+
+
+@pytest.fixture
+def tiny_ml(monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AECORE_DATA", raising=False)
+    spec = dataclasses.replace(rdata.MOVIELENS["movielens-100k"], **TINY)
+    monkeypatch.setitem(rdata.MOVIELENS, "movielens-100k", spec)
+    rdata.clear_memory_cache()
+    yield spec
+    rdata.clear_memory_cache()
+
+
+def test_movielens_files_directly_under_the_data_root(tiny_ml, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    (root / "movielens-100k").mkdir(parents=True)
+    for name, blob in tiny_ml_files().items():
+        (root / "movielens-100k" / name).write_bytes(blob)
+    monkeypatch.setenv("AECORE_DATA", str(root))
+    d = load_movielens(split="u1", download=False)
+    assert (d.n_users, d.n_items, len(d.train), len(d.test)) == (4, 5, 8, 2)
+    assert d.item_titles[2] == "Movie 3 (1993)" and d.genres_of(2) == ["Animation"]
+    assert d.user_features.shape == (4, 7 + 2 + 21) and d.user_features.sum(axis=1).tolist() == [3] * 4
+    assert d.train.csr()[0, 1] == 3 and isinstance(d.train.csr(), sparse.csr_matrix)
+    r = load_movielens(split="random", download=False, test_fraction=0.2)
+    assert (len(r.train), len(r.test)) == (8, 2)
+    with pytest.raises(DataError, match="split='u9' is not a split of movielens-100k"):
+        load_movielens(split="u9", download=False)
+    with pytest.raises(DataError, match=r"u2\.base' is missing"):
+        load_movielens(split="u2", download=False)
+
+
+def test_movielens_offline_error_says_where_to_put_the_files(tiny_ml, tmp_path):
+    with pytest.raises(DataError, match=r"not available offline.*u\.data.*AECORE_DATA.*ml-100k\.zip"):
+        load_movielens(download=False)
+
+
+def test_movielens_1m_format_from_the_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
+    spec = dataclasses.replace(rdata.MOVIELENS["movielens-1m"], n_users=3, n_items=4, n_ratings=6)
+    monkeypatch.setitem(rdata.MOVIELENS, "movielens-1m", spec)
+    rdata.clear_memory_cache()
+    folder = tmp_path / "root" / "movielens-1m" / "ml-1m"  # the zip's folder below the data root
+    folder.mkdir(parents=True)
+    (folder / "ratings.dat").write_text("".join(f"{u}::{i}::{r}::97830{u}\n" for u, i, r in
+                                                [(1, 1, 5), (1, 3, 4), (2, 2, 3), (2, 4, 1), (3, 1, 2), (3, 2, 4)]))
+    (folder / "movies.dat").write_bytes("1::Toy Story (1995)::Animation|Children's|Comedy\n2::Am\xe9lie (2001)::"
+                                        "Comedy|Romance\n4::Heat (1995)::Action|Crime|Thriller\n".encode("latin-1"))
+    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n")
+    d = load_movielens("movielens-1m", split="random", root=tmp_path / "root", download=False, test_fraction=0.5)
+    assert (d.n_users, d.n_items, len(d.train), len(d.test)) == (3, 4, 3, 3)
+    assert d.item_titles[1] == "Am\xe9lie (2001)" and d.item_titles[2] == "movie 3"  # id 3 is not in movies.dat
+    assert d.genres_of(3) == ["Action", "Crime", "Thriller"] and len(d.genre_names) == 18
+    feats = dict(zip(d.user_feature_names, d.user_features[1]))
+    assert feats["age 56+"] == 1 and feats["male"] == 1 and feats["occupation: self-employed"] == 1
+    with pytest.raises(DataError, match="split='u1' is not a split of movielens-1m"):
+        load_movielens("movielens-1m", split="u1", root=tmp_path / "root", download=False)
+    rdata.clear_memory_cache()
+
+
+def zip_of(files: dict[str, bytes], folder="ml-100k", extra: dict | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, blob in files.items():
+            zf.writestr(f"{folder}/{name}", blob)
+        for name, blob in (extra or {}).items():
+            zf.writestr(name, blob)
+    return buf.getvalue()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.server.requests.append(self.path)
+        body = self.server.routes.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.routes, httpd.requests = {}, []
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def serve_zip(monkeypatch, server, tiny_ml, blob: bytes, published: bytes | None = None) -> str:
+    published = blob if published is None else published
+    archive = rdata.RemoteFile("ml-100k.zip", hashlib.sha256(published).hexdigest(), len(published))
+    monkeypatch.setitem(rdata.MOVIELENS, "movielens-100k", dataclasses.replace(tiny_ml, archive=archive))
+    url = f"http://127.0.0.1:{server.server_address[1]}/ml/"
+    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-100k", [url])
+    server.routes["/ml/ml-100k.zip"] = blob
+    return url
+
+
+def test_movielens_zip_is_downloaded_checked_and_extracted_into_the_cache(tiny_ml, server, monkeypatch, tmp_path):
+    blob = zip_of(tiny_ml_files())
+    serve_zip(monkeypatch, server, tiny_ml, blob)
+    d = load_movielens(split="u1")
+    cache = tmp_path / "cache" / "movielens-100k"
+    assert (cache / "ml-100k.zip").read_bytes() == blob
+    assert sorted(p.name for p in (cache / "ml-100k").iterdir()) == sorted(tiny_ml_files())
+    assert sorted(p.name for p in cache.iterdir()) == ["ml-100k", "ml-100k.zip"]  # no temp folders left
+    assert len(d.train) == 8 and d.source == str((cache / "ml-100k").resolve())
+    server.routes.clear()  # offline now: found in the cache
+    rdata.clear_memory_cache()
+    assert len(load_movielens(split="u1", download=False).test) == 2
+
+
+def test_movielens_zip_with_wrong_checksum_leaves_nothing(tiny_ml, server, monkeypatch, tmp_path):
+    blob = zip_of(tiny_ml_files())
+    serve_zip(monkeypatch, server, tiny_ml, blob, published=b"another zip")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_movielens(split="u1")
+    cache = tmp_path / "cache" / "movielens-100k"
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_movielens_zip_with_a_path_outside_its_folder_is_not_extracted(tiny_ml, server, monkeypatch, tmp_path):
+    blob = zip_of(tiny_ml_files(), extra={"../evil.txt": b"x"})
+    serve_zip(monkeypatch, server, tiny_ml, blob)
+    with pytest.raises(DataError, match="unexpected member '../evil.txt'"):
+        load_movielens(split="u1")
+    assert not (tmp_path / "cache" / "evil.txt").exists()
+    assert not (tmp_path / "cache" / "movielens-100k" / "ml-100k").exists()
+
+
+# ----------------------------------------------------------------------------- the real ML-100K
+def shared_ml100k() -> Path:
+    root = os.environ.get("AECORE_DATA", "").strip()
+    if not root:
+        pytest.skip("AECORE_DATA is not set: the MovieLens 100K checks need <root>/movielens-100k/ (CI sets it)")
+    folder = Path(root) / "movielens-100k"
+    if not (folder / "u.data").is_file():
+        pytest.skip(f"no MovieLens 100K files in {folder}")
+    return Path(root)
+
+
+def test_movielens_100k_from_the_data_root():
+    root = shared_ml100k()
+    d = load_movielens("movielens-100k", split="u1", root=root, download=False)
+    assert (d.n_users, d.n_items) == (943, 1682)
+    assert (len(d.train), len(d.test)) == (80000, 20000)
+    both = Ratings.concat(d.train, d.test)
+    assert len(both) == 100000 and both.csr().nnz == 100000  # no (user, item) twice
+    assert np.bincount(both.rating.astype(int))[1:].tolist() == [6110, 11370, 27145, 34174, 21201]
+    assert d.item_titles[0] == "Toy Story (1995)" and d.genres_of(0) == ["Animation", "Children's", "Comedy"]
+    assert d.item_genres.shape == (1682, 19) and d.user_features.shape == (943, 30)
+    ua = load_movielens(split="ua", root=root, download=False)
+    assert (len(ua.train), len(ua.test)) == (90570, 9430)
+    assert np.all(np.bincount(ua.test.user, minlength=943) == 10)
+    rnd = load_movielens(split="random", root=root, download=False, seed=1)
+    assert (len(rnd.train), len(rnd.test)) == (90000, 10000)
+
+
+# ----------------------------------------------------------------------------- CLI
+def small_csv(tmp_path, bad=False) -> Path:
+    data = low_rank_data(n_users=40, n_items=25, observed=0.5, seed=4)
+    both = Ratings.concat(data.train, data.test)
+    lines = [f"{u},{i},{r:.1f}" for u, i, r in zip(both.user, both.item, both.rating)]
+    if bad:
+        lines[3:3] = ["1,2", "x,y,z"]
+    p = tmp_path / "ratings.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_cli_recommend_json_contract_with_baselines(capsys, tmp_path):
+    csv = small_csv(tmp_path, bad=True)
+    code, out, err = run_cli(capsys, "recommend", "--ratings-csv", str(csv), "--model", "autorec-item",
+                             "--hidden", "8", "--epochs", "3", "--threads", "1", "--baselines", "--json")
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.strip().splitlines()]
+    final = lines[-1]
+    keys = {"model", "split", "rmse", "mae", "recall@10", "ndcg@10", "seconds"}
+    assert keys <= set(final)
+    assert final["model"] == "autorec-item" and final["split"] == "random"
+    assert final["skipped"] == {"bad_rating": 1, "wrong_field_count": 1}
+    assert "warning" in err and "skipped 2 bad row(s)" in err and "ratings.csv" in err
+    for name in ("global-mean", "biased-baseline", "biased-mf"):
+        assert keys - {"model", "split"} <= set(final["baselines"][name])
+    assert lines[0]["event"] == "epoch"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "movielens-100k", "--model", "nope"], "invalid choice: 'nope'"),
+    (["--dataset", "movielens-100k", "--model", "mdacf", "--hidden", "10"], "--hidden is not used by --model mdacf"),
+    (["--dataset", "movielens-100k", "--model", "autorec-item", "--reg", "-1"], "reg=-1.0 must be >= 0"),
+    (["--dataset", "nope-1m"], "unknown ratings dataset 'nope-1m'"),
+    (["--ratings-csv", "/nonexistent/r.csv"], r"'/nonexistent/r.csv': no such file"),
+    (["--dataset", "movielens-100k", "--split", "u9", "--no-download"], "split='u9' is not a split"),
+])
+def test_cli_recommend_errors_are_one_line(capsys, tmp_path, monkeypatch, argv, match):
+    monkeypatch.delenv("AECORE_DATA", raising=False)
+    code, out, err = run_cli(capsys, "recommend", *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    import re
+    assert re.search(match, err), err
+
+
+def test_cli_recommend_refuses_a_csv_without_usable_rows(capsys, tmp_path):
+    p = tmp_path / "junk.csv"
+    p.write_text("a,b\nc\n")
+    code, out, err = run_cli(capsys, "recommend", "--ratings-csv", str(p))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "junk.csv" in err and "no usable rows" in err
