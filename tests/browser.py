@@ -96,3 +96,31 @@ def shot(page, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def figure_titles(page) -> list[str]:
+    return [f["title"] for f in page.evaluate(FIGURES_JS)]
+
+
+def figures(page) -> list[dict]:
+    return page.evaluate(FIGURES_JS)
+
+
+def errors(page) -> list[str]:
+    """Texts of Streamlit exception boxes and error alerts on the page."""
+    return page.evaluate(ERRORS_JS)
+
+
+def wait_for_figure(page, title_part: str, timeout: float = 90.0, changed_from: str | None = None) -> dict:
+    """The first figure whose title contains ``title_part`` (and whose data differ from ``changed_from``)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for f in page.evaluate(FIGURES_JS):
+            if title_part in f["title"] and f["sig"] != changed_from:
+                return f
+        time.sleep(0.25)
+    raise AssertionError(f"no figure titled like {title_part!r} within {timeout} s; have {figure_titles(page)}")
+
+
+def wait_for_text(page, text: str, timeout: float = 60.0) -> None:
+    page.get_by_text(text).first.wait_for(timeout=timeout * 1000)

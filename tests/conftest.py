@@ -39,3 +39,36 @@ def digits():
     except ImportError:
         return _digits_from_sklearn()
     return load("digits")
+
+
+# --- browser tests (tests/test_browser*.py): a real server and Debian's Chromium -------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Streamlit server on a free 127.0.0.1 port, with its own runs and cache; stopped by PID.
+    A test module that needs other settings defines its own ``server`` fixture."""
+    from browser import Server
+
+    srv = Server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from browser import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context; a module sets ``VIEWPORT = {...}`` for a taller window."""
+    viewport = getattr(request.module, "VIEWPORT", {"width": 1400, "height": 2000})
+    ctx = browser.new_context(viewport=viewport)
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()

@@ -5,15 +5,13 @@ import time
 
 import pytest
 
-from browser import CHROMIUM, CHROMIUM_ARGS, ERRORS_JS, FIGURES_JS, Server, chromium_missing, shot
+from browser import Server, chromium_missing, errors, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
 
 _missing = chromium_missing()
 if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 TEXTS = {"space": ["the rocket reached orbit after launch", "nasa shuttle launch to the moon",
                    "orbit of the moon and planets", "astronauts on the shuttle in orbit",
@@ -31,33 +29,8 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
-def figure_titles(page) -> list[str]:
-    return [f["title"] for f in page.evaluate(FIGURES_JS)]
-
-
-def wait_for_figure(page, part: str, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any(part in t for t in figure_titles(page)):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"no figure titled like {part!r}; figures: {figure_titles(page)}")
 
 
 def test_documents_page_trains_on_a_text_folder(server, page, tmp_path):
@@ -84,7 +57,7 @@ def test_documents_page_trains_on_a_text_folder(server, page, tmp_path):
     wait_for_figure(page, "precision vs recall at K = 2")
     time.sleep(1.0)
     shot(page, "page-documents")
-    assert page.evaluate(ERRORS_JS) == []
+    assert errors(page) == []
 
 
 def test_features_page_runs_a_probe_and_pretraining(server, page):
@@ -98,4 +71,4 @@ def test_features_page_runs_a_probe_and_pretraining(server, page):
     wait_for_figure(page, "Pre-trained, then fine-tuned")
     time.sleep(1.0)
     shot(page, "page-features")
-    assert page.evaluate(ERRORS_JS) == []
+    assert errors(page) == []

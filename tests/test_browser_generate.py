@@ -8,57 +8,20 @@ import time
 
 import pytest
 
-from browser import CHROMIUM, CHROMIUM_ARGS, ERRORS_JS, FIGURES_JS, Server, chromium_missing, shot
+from browser import chromium_missing, errors, figure_titles, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
+VIEWPORT = {"width": 1400, "height": 3400}
 
 _missing = chromium_missing()
 if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 3400})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
-def figure_titles(page) -> list[str]:
-    return [f["title"] for f in page.evaluate(FIGURES_JS)]
-
-
-def wait_for_figure(page, title_part: str, timeout: float = 90.0, changed_from: str | None = None) -> dict:
-    """The first figure whose title contains ``title_part`` (and whose data differ from ``changed_from``)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for f in page.evaluate(FIGURES_JS):
-            if title_part in f["title"] and f["sig"] != changed_from:
-                return f
-        time.sleep(0.25)
-    raise AssertionError(f"no figure titled like {title_part!r} within {timeout} s; have {figure_titles(page)}")
-
-
-def errors(page):
-    return page.evaluate(ERRORS_JS)
 
 
 def drag(page, box: dict, start=(0.3, 0.3), end=(0.65, 0.7), steps: int = 12) -> None:
