@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from .registry import get_variant
 
-__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES"]
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "check_number", "check_choice", "env_int", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES"]
 
 ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
 OUTPUTS = ("linear", "sigmoid")
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
     """A configuration value is out of range; the message names it."""
 
 
-def _check_choice(name, value, allowed):
+def check_choice(name, value, allowed):
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
@@ -41,7 +41,7 @@ def _is_bool(value) -> bool:
     return isinstance(value, bool) or type(value).__name__ == "bool_"
 
 
-def _check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False):
+def check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False):
     """Validate a number (numpy scalars accepted) and return it as a plain int / float."""
     kind = "an integer" if integer else "a number"
     if _is_bool(value) or not isinstance(value, numbers.Integral if integer else numbers.Real):
@@ -56,10 +56,27 @@ def _check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False
     return value
 
 
+def env_int(name: str, default: int, lo: int = 1) -> int:
+    """A whole-number setting from the environment (``default`` when unset); a bad value is an
+    error that names the variable, never silently ignored."""
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a whole number >= {lo}") from None
+    if value < lo:
+        raise ValueError(f"{name}={raw!r} must be a whole number >= {lo}")
+    return value
+
+
 def _set_numbers(obj, checks: dict) -> None:
-    """Run ``_check_number`` for each field and store the plain Python value (JSON-safe)."""
+    """Run ``check_number`` for each field and store the plain Python value (JSON-safe)."""
     for name, kwargs in checks.items():
-        object.__setattr__(obj, name, _check_number(name, getattr(obj, name), **kwargs))
+        object.__setattr__(obj, name, check_number(name, getattr(obj, name), **kwargs))
 
 
 class _Serializable:
@@ -114,18 +131,18 @@ class ModelConfig(_Serializable):
             object.__setattr__(self, "tied", bool(self.tied))
         _set_numbers(self, {"code_size": dict(lo=1, hi=MAX_CODE_SIZE, integer=True), "reg": dict(lo=0.0),
                             "noise_level": dict(lo=0.0), "beta": dict(lo=0.0)})
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("output", self.output, OUTPUTS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("output", self.output, OUTPUTS)
         if not isinstance(self.tied, bool):
             raise ConfigError(f"tied={self.tied!r} must be true or false")
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("noise", self.noise, NOISES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("noise", self.noise, NOISES)
         if self.noise in ("masking", "salt-pepper") and self.noise_level > 1:
             raise ConfigError(f"noise_level={self.noise_level!r} is a fraction of inputs for {self.noise} noise; must be <= 1")
         if not isinstance(self.hidden, tuple):
             raise ConfigError(f"hidden={self.hidden!r} must be a list of layer sizes")
         object.__setattr__(self, "hidden", tuple(
-            _check_number(f"hidden[{i}]", h, 1, MAX_CODE_SIZE, integer=True) for i, h in enumerate(self.hidden)))
+            check_number(f"hidden[{i}]", h, 1, MAX_CODE_SIZE, integer=True) for i, h in enumerate(self.hidden)))
         if self.beta != 1.0 and "beta" not in spec.uses:
             raise ConfigError(f"beta={self.beta!r} is not used by variant {self.variant!r}; only 'vae' weighs a KL term")
         if self.tied and "tied" not in spec.uses:
@@ -172,6 +189,6 @@ class TrainConfig(_Serializable):
                             "snapshot_every": dict(lo=0.0), "progress_every": dict(lo=0.0)})
         if self.n_train is not None:
             _set_numbers(self, {"n_train": dict(lo=2, integer=True)})
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        _check_choice("device", self.device, DEVICES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("device", self.device, DEVICES)

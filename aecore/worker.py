@@ -86,16 +86,9 @@ def default_threads(max_jobs: int) -> int:
     """torch threads per job: the cores shared by the jobs that may run at once
     (``AECORE_TORCH_THREADS`` overrides). Oversubscribed cores make torch's spinning
     thread pools many times slower."""
-    env = os.environ.get("AECORE_TORCH_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"AECORE_TORCH_THREADS={env!r} must be a whole number >= 1") from None
-        if n < 1:
-            raise ValueError(f"AECORE_TORCH_THREADS={env!r} must be a whole number >= 1")
-        return n
-    return max(1, (os.cpu_count() or 1) // max(1, max_jobs))
+    from .config import env_int
+
+    return env_int("AECORE_TORCH_THREADS", max(1, (os.cpu_count() or 1) // max(1, max_jobs)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from aecore.config import env_int
 from aecore.training import Failed, Finished, Progress, Snapshot, Trainer
 from aecore.worker import ProcessJob, default_threads, warm_up
 
@@ -26,18 +27,9 @@ MAX_SNAPSHOTS = 120  # kept for replay; thinned by half when full (first and new
 
 
 def default_max_jobs() -> int:
-    env = os.environ.get("AECORE_MAX_JOBS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"AECORE_MAX_JOBS={env!r} must be a whole number >= 1") from None
-        if n < 1:
-            raise ValueError(f"AECORE_MAX_JOBS={env!r} must be a whole number >= 1")
-        return n
     import torch
 
-    return 4 if torch.cuda.is_available() else 2
+    return env_int("AECORE_MAX_JOBS", 4 if torch.cuda.is_available() else 2)
 
 
 @dataclass(eq=False)  # a job is itself: compared by identity and hashable (no field-by-field ==)

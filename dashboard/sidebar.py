@@ -19,9 +19,9 @@ from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES
     TrainConfig
 from aecore.registry import get_variant, variant_names
 
-from .state import cuda_status, datasets_info
+from .state import cuda_status, datasets_info, load_dataset
 
-__all__ = ["sidebar", "current_configs", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
+__all__ = ["sidebar", "current_configs", "configs_and_data", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
 
 MODEL_KEY, TRAIN_KEY = "model_cfg", "train_cfg"
 DEVICES = ("auto", "cpu", "cuda")
@@ -310,6 +310,19 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
     ss[MODEL_KEY], ss[TRAIN_KEY] = mc, tc
     _write_query_params(spec.uses)
     return mc, tc
+
+
+def configs_and_data():
+    """(model_cfg, train_cfg, dataset) from the sidebar for a page that needs all three; when the
+    settings are invalid or the data cannot be loaded it says so and stops the page."""
+    configs = current_configs()
+    if configs is None:
+        st.error("The settings in the sidebar are not valid; fix the field named there first.")
+        st.stop()
+    ds = load_dataset(configs[1].dataset)  # shows its own progress bar and error
+    if ds is None:
+        st.stop()
+    return configs[0], configs[1], ds
 
 
 def current_configs() -> tuple[ModelConfig, TrainConfig] | None:

@@ -22,6 +22,7 @@ import numpy as np
 import streamlit as st
 
 from aecore.checkpoint import CheckpointError, LoadedRun
+from aecore.config import env_int
 from aecore.data import DataError, Dataset, list_datasets, load
 from aecore.runs import RunStore, runs_root
 from aecore.embedding import encode_array
@@ -50,8 +51,7 @@ def _limit_torch_threads(max_jobs: int) -> None:
     """
     import torch
 
-    env = os.environ.get("AECORE_TORCH_THREADS", "").strip()
-    n = int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) // (max_jobs + 1))
+    n = env_int("AECORE_TORCH_THREADS", max(1, (os.cpu_count() or 1) // (max_jobs + 1)))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 

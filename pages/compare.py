@@ -22,7 +22,7 @@ from aecore.registry import variant_names
 from dashboard import classroom
 from dashboard import figures_latent as figs
 from dashboard import state
-from dashboard.sidebar import current_configs
+from dashboard.sidebar import configs_and_data
 
 LIVE_EVERY = 0.5
 JOBS_KEY = "cmp_jobs"  # {(dataset, variant, K): JobRecord}
@@ -225,14 +225,7 @@ def _section_nonlinear(ds, k: int, epochs: int, side) -> None:
 
 # --- the page --------------------------------------------------------------------------------
 st.title("Compare with PCA")
-configs = current_configs()
-if configs is None:
-    st.error("The settings in the sidebar are not valid; fix the field named there first.")
-    st.stop()
-side_mc, side_tc = configs
-ds = state.load_dataset(side_tc.dataset)
-if ds is None:
-    st.stop()
+side_mc, side_tc, ds = configs_and_data()
 
 k = min(int(side_mc.code_size), ds.dim)
 c1, c2, c3 = st.columns([2, 1, 2])

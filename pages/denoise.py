@@ -20,7 +20,7 @@ from aecore.inpainting import (HIDE_FRACTION, NOISE_KINDS, apply_mask, block, bo
                                mask_from_paint, psnr_curve, psnr_rows, random_mask, rasterize_drawing, reconstructor)
 from dashboard import classroom, ondemand, state
 from dashboard import figures_generate as figs
-from dashboard.sidebar import current_configs
+from dashboard.sidebar import configs_and_data
 
 PAGE = "dn"
 ROLES = ("denoising AE", "plain AE")
@@ -303,14 +303,7 @@ st.title("Denoise & inpaint")
 classroom.lesson_panel("denoising")
 st.caption("A denoising autoencoder learns to map corrupted inputs back to clean ones; here it faces a plain "
            "autoencoder of the same size and PCA on noisy and partly hidden images. " + classroom.PNG_NOTE)
-configs = current_configs()
-if configs is None:
-    st.error("The settings in the sidebar are not valid; fix the field named there first.")
-    st.stop()
-side_mc, side_tc = configs
-ds = state.load_dataset(side_tc.dataset)
-if ds is None:
-    st.stop()
+side_mc, side_tc, ds = configs_and_data()
 if len(ds.shape) != 2:
     st.error(f"This page works on images; {ds.name!r} holds vectors of shape {ds.shape}.")
     st.stop()

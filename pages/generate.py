@@ -20,7 +20,7 @@ from aecore.generate import (ACTIVE_KL_NATS, DEFAULT_PRIOR_SPAN, active_units, d
 from dashboard import classroom, ondemand, state
 from dashboard import figures_generate as figs
 from dashboard import figures_latent as figs_lat
-from dashboard.sidebar import current_configs
+from dashboard.sidebar import configs_and_data
 
 PAGE = "gen"
 CURRENT = "current"
@@ -226,14 +226,7 @@ st.title("Generate")
 classroom.lesson_panel("vae")
 st.caption("A variational autoencoder's decoder turns any code into an image: here it samples, walks and "
            "sweeps its latent space. " + classroom.PNG_NOTE)
-configs = current_configs()
-if configs is None:
-    st.error("The settings in the sidebar are not valid; fix the field named there first.")
-    st.stop()
-side_mc, side_tc = configs
-ds = state.load_dataset(side_tc.dataset)
-if ds is None:
-    st.stop()
+side_mc, side_tc, ds = configs_and_data()
 
 _train_section(ds, side_mc, side_tc)
 ondemand.watch(PAGE, label=lambda key, job: f"Training {ondemand.describe(job.model_cfg)}")

@@ -23,7 +23,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from ..config import ConfigError
+from ..config import ConfigError, check_choice, check_number
 from .data import Ratings, RatingsData
 
 __all__ = ["Recommender", "register", "make", "model_names", "MODELS", "BASELINES", "ConfigError",
@@ -56,23 +56,6 @@ def make(name: str, **params) -> "Recommender":
         raise ConfigError(f"model={name!r} is not known; models: {', '.join(MODELS)}; "
                           f"baselines: {', '.join(BASELINES)}")
     return cls(cls.Config.from_dict(params))
-
-
-def check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False):
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise ConfigError(f"{name}={value!r} must be {kind}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be finite")
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        raise ConfigError(f"{name}={value!r} must be {'>' if lo_open else '>='} {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{name}={value!r} must be <= {hi}")
-
-
-def check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
 
 
 def resolve_device(device: str) -> str:
