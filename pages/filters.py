@@ -5,7 +5,7 @@ import streamlit as st
 
 from aecore.baselines import fit_pca
 from aecore.checkpoint import CheckpointError
-from dashboard import figures, state
+from dashboard import classroom, figures, state
 
 CURRENT = "__current__"
 LIVE_EVERY = 1.0
@@ -82,6 +82,7 @@ def _draw(option: str, cur, order: str, max_tiles: int) -> None:
 
 st.title("Filters")
 current = state.current_model()
+classroom.lesson_panel(current.model_cfg.variant if current is not None else None)
 try:
     saved = {r["id"]: r for r in state.run_store().list() if r["status"] in ("finished", "stopped")}
 except Exception as exc:  # an unreadable index must not break the page

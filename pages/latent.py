@@ -12,7 +12,7 @@ import streamlit as st
 from aecore import embedding
 from aecore.metrics import knn_accuracy
 from dashboard import figures_latent as figs
-from dashboard import state
+from dashboard import classroom, state
 from dashboard.sidebar import current_configs
 
 MAX_POINTS = 2000  # a map of more points is unreadable (and slower to click)
@@ -206,6 +206,7 @@ def _live(job) -> None:
 
 st.title("Latent space")
 cm = state.current_model()
+classroom.lesson_panel(cm.model_cfg.variant if cm is not None else None)
 if cm is None:
     _no_model("No trained model yet. Train one on the **Train** page, load a saved run on the **Runs** page, "
               "or train a quick one here.")
