@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -226,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"aecore: error: {exc}", file=sys.stderr)
+    except sqlite3.Error as exc:
+        from .runs import runs_root
+        print(f"aecore: error: the run store at {runs_root()} cannot be used ({exc}); "
+              f"set AECORE_RUNS to another folder or pass --out DIR", file=sys.stderr)
+    except OSError as exc:  # a full disk, a folder without write permission...
         print(f"aecore: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("aecore: interrupted", file=sys.stderr)

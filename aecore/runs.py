@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS runs (
     variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT, owner TEXT
 )"""
 
+_COLUMNS = [(part.split()[0], part.split()[1]) for part in
+            _SCHEMA.split("(", 1)[1].rsplit(")", 1)[0].replace("\n", " ").split(",")]
+
 # identifies this process: a restarted server in a container often gets the same pid back
 _PROCESS_TOKEN = uuid.uuid4().hex
 
@@ -66,6 +69,11 @@ class RunStore:
         self._lock = threading.Lock()
         with self._db() as db:
             db.execute(_SCHEMA)
+            # an index written by an older version lacks newer columns: add them (rows keep NULL)
+            have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _COLUMNS:
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             rows = db.execute("SELECT id, pid, owner FROM runs WHERE status = 'running'").fetchall()
             for run_id, pid, owner in rows:
                 same_pid_other_process = pid == os.getpid() and owner != _PROCESS_TOKEN

@@ -276,3 +276,24 @@ def test_a_missing_device_is_not_reported_as_a_corrupted_run(run_dir):
     assert "corrupted" not in message and "not a readable safetensors file" not in message
     assert "cuda" in message.lower()
     assert load_run(run_dir).model is not None  # the folder is fine
+
+
+def test_an_index_from_an_older_version_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    from aecore.runs import RunStore
+
+    con = sqlite3.connect(tmp_path / "index.sqlite")  # the first schema: no 'owner' column
+    con.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, created REAL, finished REAL, status TEXT, "
+                "pid INTEGER, variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT)")
+    con.execute("INSERT INTO runs (id, name, created, status, pid, variant, dataset, code_size, config) "
+                "VALUES ('old-run', 'old', 1.0, 'running', 999999999, 'tied', 'digits', 2, '{}')")
+    con.commit()
+    con.close()
+    store = RunStore(tmp_path)
+    rows = store.list()
+    assert [r["id"] for r in rows] == ["old-run"]
+    assert rows[0]["status"] == "interrupted"  # its process is long gone
+    from aecore.config import ModelConfig, TrainConfig
+
+    assert store.start(ModelConfig(variant="tied", code_size=2), TrainConfig())  # new rows work too
