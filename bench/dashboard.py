@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, FIGURES_JS, Server  # noqa: E402
 
+from .common import mmm  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 
 
@@ -40,7 +42,7 @@ def page_run(page, server, args, job_no: int) -> dict:
     button.wait_for(timeout=60_000)
     t_click = time.perf_counter()
     button.click()
-    first_point = None
+    first_point = t_fin = None
     sigs, t_sig = [], []
     finished = page.get_by_text("Finished after")
     page.get_by_text(f"Job {job_no}:").first.wait_for(timeout=60_000)  # the page now shows this run
@@ -55,12 +57,15 @@ def page_run(page, server, args, job_no: int) -> dict:
                 sigs.append(loss[0]["sig"])
                 t_sig.append(now)
         if finished.count():
-            break
+            # the summary is drawn above the figures: give them a moment to arrive
+            t_fin = t_fin or now
+            if first_point is not None or now - t_fin > 3:
+                break
         time.sleep(0.03)
     # the live window: from the first point to the last change seen while training
     window = (t_sig[-2] - t_sig[0]) if len(t_sig) > 2 else float("nan")
     refresh = (len(t_sig) - 2) / window if len(t_sig) > 2 and window > 0 else float("nan")
-    return {"first_point_s": first_point, "refresh_per_s": refresh}
+    return {"first_point_s": first_point if first_point is not None else float("nan"), "refresh_per_s": refresh}
 
 
 def main(argv=None) -> int:
@@ -100,10 +105,6 @@ def main(argv=None) -> int:
                 server.stop()
             rows["cli_samples_per_s"].append(cli_throughput(args))  # alternate page and CLI runs
         browser.close()
-
-    def mmm(v):
-        v = [x for x in v if x is not None]
-        return f"{min(v):.3g} / {statistics.median(v):.3g} / {max(v):.3g}"
 
     ratio = [p / c for p, c in zip(rows["page_samples_per_s"], rows["cli_samples_per_s"])]
     lines = [f"# Dashboard speed ({args.variant}, K={args.k}, digits, {args.epochs} epochs, batch 64; "

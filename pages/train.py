@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import classroom, figures, state
 from dashboard.sidebar import current_configs
 
-LIVE_EVERY = 0.4  # seconds between redraws while a job runs
+LIVE_EVERY = 0.45  # seconds between redraws while a job runs
 
 
 def _duration(seconds: float | None) -> str:

@@ -83,7 +83,9 @@ FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
   const title = t ? (typeof t === 'string' ? t : (t.text || '')) : '';
   const s = JSON.stringify(el.data || []);
   let h = 0; for (let i = 0; i < s.length; i++) { h = (h * 31 + s.charCodeAt(i)) | 0; }
-  const pts = Math.max(0, ...(el.data || []).map(tr => (tr.y || []).length));
+  // y is an array, or {dtype, bdata, shape} when Streamlit sends numpy data base64-encoded
+  const count = y => !y ? 0 : (y.length !== undefined ? y.length : (y.bdata ? parseInt(String(y.shape || 1)) : 0));
+  const pts = Math.max(0, ...(el.data || []).map(tr => count(tr.y)));
   return {title: title, sig: s.length + ':' + h, traces: (el.data || []).length, points: pts};
 })"""
 
