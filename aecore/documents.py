@@ -476,22 +476,22 @@ class DocTrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        from .config import ConfigError, _check_choice, _check_number
+        from .config import ConfigError, check_choice, check_number
         from .models.autoencoder import ACT
 
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
-        _check_number("code_size", self.code_size, 1, 10_000, integer=True)
+        check_number("code_size", self.code_size, 1, 10_000, integer=True)
         if not isinstance(self.hidden, tuple):
             raise ConfigError(f"hidden={self.hidden!r} must be a list of layer sizes")
         for i, h in enumerate(self.hidden):
-            _check_number(f"hidden[{i}]", h, 1, 100_000, integer=True)
-        _check_choice("activation", self.activation, tuple(ACT))
-        _check_number("epochs", self.epochs, 1, 100_000, integer=True)
-        _check_number("batch_size", self.batch_size, 1, 1_000_000, integer=True)
-        _check_number("lr", self.lr, 0.0, 10.0, lo_open=True)
-        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
-        _check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+            check_number(f"hidden[{i}]", h, 1, 100_000, integer=True)
+        check_choice("activation", self.activation, tuple(ACT))
+        check_number("epochs", self.epochs, 1, 100_000, integer=True)
+        check_number("batch_size", self.batch_size, 1, 1_000_000, integer=True)
+        check_number("lr", self.lr, 0.0, 10.0, lo_open=True)
+        check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "hidden": list(self.hidden)}

@@ -35,7 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .config import ConfigError, ModelConfig, TrainConfig, _check_choice, _check_number
+from .config import ConfigError, ModelConfig, TrainConfig, check_choice, check_number
 
 __all__ = ["LABEL_COUNTS", "label_key", "ProbeResult", "probe", "PretrainConfig", "PretrainResult", "pretrain",
            "labelled_subset", "MLPClassifier"]
@@ -56,7 +56,7 @@ def _check_labels(labels: Sequence[int | None], allow_all: bool = True) -> tuple
         if n is None and allow_all:
             out.append(None)
             continue
-        _check_number(f"labels[{i}]", n, 1, integer=True)
+        check_number(f"labels[{i}]", n, 1, integer=True)
         out.append(int(n))
     return tuple(out)
 
@@ -140,11 +140,11 @@ def probe(data, variants: Sequence[str] = ("sigmoid",), code_size: int = 16,
     if data.y_train is None:
         raise ConfigError(f"dataset {data.name!r} has no labels; a linear probe needs them")
     labels = _check_labels(labels)
-    _check_number("repeats", repeats, 1, 100, integer=True)
-    _check_number("code_size", code_size, 1, integer=True)
+    check_number("repeats", repeats, 1, 100, integer=True)
+    check_number("code_size", code_size, 1, integer=True)
     known = variant_names()
     for v in variants:
-        _check_choice("variant", v, tuple(known))
+        check_choice("variant", v, tuple(known))
     stage = on_stage or (lambda s: None)
     t0 = time.perf_counter()
     y_tr, y_te = np.asarray(data.y_train), np.asarray(data.y_test)
@@ -223,27 +223,27 @@ class PretrainConfig:
         if not isinstance(self.hidden, tuple) or not self.hidden:
             raise ConfigError(f"hidden={self.hidden!r} must be a non-empty list of layer sizes")
         for i, h in enumerate(self.hidden):
-            _check_number(f"hidden[{i}]", h, 1, 100_000, integer=True)
-        _check_choice("activation", self.activation, ("sigmoid", "relu", "tanh"))
-        _check_choice("noise", self.noise, ("none", "gaussian", "masking", "salt-pepper"))
-        _check_number("noise_level", self.noise_level, 0.0)
+            check_number(f"hidden[{i}]", h, 1, 100_000, integer=True)
+        check_choice("activation", self.activation, ("sigmoid", "relu", "tanh"))
+        check_choice("noise", self.noise, ("none", "gaussian", "masking", "salt-pepper"))
+        check_number("noise_level", self.noise_level, 0.0)
         if self.noise in ("masking", "salt-pepper") and self.noise_level > 1:
             raise ConfigError(f"noise_level={self.noise_level!r} is a fraction of inputs for {self.noise} noise; "
                               "must be <= 1")
-        _check_number("pretrain_epochs", self.pretrain_epochs, 0, 100_000, integer=True)
-        _check_number("pretrain_lr", self.pretrain_lr, 0.0, 10.0, lo_open=True)
-        _check_number("pretrain_batch", self.pretrain_batch, 1, 1_000_000, integer=True)
+        check_number("pretrain_epochs", self.pretrain_epochs, 0, 100_000, integer=True)
+        check_number("pretrain_lr", self.pretrain_lr, 0.0, 10.0, lo_open=True)
+        check_number("pretrain_batch", self.pretrain_batch, 1, 1_000_000, integer=True)
         if self.n_unlabelled is not None:
-            _check_number("n_unlabelled", self.n_unlabelled, 2, integer=True)
+            check_number("n_unlabelled", self.n_unlabelled, 2, integer=True)
         object.__setattr__(self, "labels", _check_labels(self.labels, allow_all=False))
-        _check_number("finetune_epochs", self.finetune_epochs, 1, 100_000, integer=True)
-        _check_number("finetune_lr", self.finetune_lr, 0.0, 10.0, lo_open=True)
-        _check_number("finetune_batch", self.finetune_batch, 1, 1_000_000, integer=True)
-        _check_number("weight_decay", self.weight_decay, 0.0)
-        _check_number("repeats", self.repeats, 1, 100, integer=True)
-        _check_number("n_points", self.n_points, 2, 10_000, integer=True)
-        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
-        _check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+        check_number("finetune_epochs", self.finetune_epochs, 1, 100_000, integer=True)
+        check_number("finetune_lr", self.finetune_lr, 0.0, 10.0, lo_open=True)
+        check_number("finetune_batch", self.finetune_batch, 1, 1_000_000, integer=True)
+        check_number("weight_decay", self.weight_decay, 0.0)
+        check_number("repeats", self.repeats, 1, 100, integer=True)
+        check_number("n_points", self.n_points, 2, 10_000, integer=True)
+        check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
