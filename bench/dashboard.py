@@ -74,6 +74,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--variant", default="sigmoid")
     ap.add_argument("-k", type=int, default=32)
+    ap.add_argument("--nice-browser", action="store_true",
+                    help="run Chromium at the lowest CPU priority: on a 2-core machine the browser otherwise "
+                         "takes half a core from training, which a student's own laptop would not")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -81,7 +84,12 @@ def main(argv=None) -> int:
     rows = {"server_ready_s": [], "first_paint_s": [], "cold_first_point_s": [], "first_point_s": [], "refresh_per_s": [],
             "page_samples_per_s": [], "cli_samples_per_s": []}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        exe = CHROMIUM
+        if args.nice_browser:
+            exe = str(tmp / "chromium-nice")
+            Path(exe).write_text(f'#!/bin/sh\nexec nice -n 19 {CHROMIUM} "$@"\n')
+            os.chmod(exe, 0o755)
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         for r in range(args.repeats):
             (tmp / f"s{r}").mkdir()
             server = Server(tmp / f"s{r}")
@@ -107,8 +115,10 @@ def main(argv=None) -> int:
         browser.close()
 
     ratio = [p / c for p, c in zip(rows["page_samples_per_s"], rows["cli_samples_per_s"])]
+    where = "Chromium niced to 19 (as if on another machine)" if args.nice_browser else \
+        "Chromium on the same 2 cores at normal priority"
     lines = [f"# Dashboard speed ({args.variant}, K={args.k}, digits, {args.epochs} epochs, batch 64; "
-             f"{args.repeats} repeats, min / median / max)", "",
+             f"{args.repeats} repeats, min / median / max; {where})", "",
              "| measure | value | goal |", "| --- | ---: | --- |",
              f"| server start to healthy (s) | {mmm(rows['server_ready_s'])} | |",
              f"| page load to first paint (s) | {mmm(rows['first_paint_s'])} | |",
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "dashboard.md").write_text(text + "\n")
+    (OUT / ("dashboard-nice.md" if args.nice_browser else "dashboard.md")).write_text(text + "\n")
     return 0
 
 
