@@ -155,7 +155,8 @@ def main(argv=None) -> int:
             fn(data, args.quick, lines)
     text = "\n".join(lines)
     print(text)
-    write("anchors" + ("-quick" if args.quick else ""), text)
+    partial = set(args.only.split(",")) != {"deep", "linear", "vae", "sweeps"}
+    write("anchors" + ("-" + args.only.replace(",", "-") if partial else "") + ("-quick" if args.quick else ""), text)
     return 0
 
 
