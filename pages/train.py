@@ -80,6 +80,7 @@ def _memo(name: str, token, build):
 def _draw_figures(job) -> None:
     mc, info = job.model_cfg, job.data_info
     shape, vrange = info.get("shape"), info.get("value_range")
+    live = not job.done  # while training: light images; when done: interactive plotly figures
     left, right = st.columns(2)
     with left:
         log_y = st.toggle("Log scale", key="train_log_y", help="Show small terms (a penalty) next to large ones.")
@@ -90,22 +91,36 @@ def _draw_figures(job) -> None:
                    "Look for a steady fall that flattens out; with a regularizer, watch it trade against recon.")
     snap = job.latest
     with right:
-        if snap is not None:
+        if snap is None:
+            st.info("Filters appear after the first snapshot.")
+        elif live:  # an image redraws far more cheaply than a heatmap (see figures.filter_image)
+            with st.container(key="live_filters"):
+                st.markdown(f"**Filters: rows of W** · step {snap.step}")
+                st.image(_memo("filters_img", (job.id, snap.step, snap.elapsed),
+                               lambda: figures.filter_image(snap.W, shape, max_tiles=64)), width="stretch")
+        else:
             st.plotly_chart(_memo("filters", (job.id, snap.step, snap.elapsed),
                                   lambda: figures.filter_grid(snap.W, shape, title="Filters: rows of W", max_tiles=64)),
                             theme=None, key=f"train_filters_{job.id}")
+        if snap is not None:
             st.caption("Each tile is one row of W, the weights from every pixel into one code unit "
                        "(red positive, blue negative). Look for noise turning into strokes and blobs.")
-        else:
-            st.info("Filters appear after the first snapshot.")
-    if snap is not None:
-        noisy = snap.corrupted is not None
+    if snap is None:
+        return
+    noisy = snap.corrupted is not None
+    if live:
+        rows = "input / corrupted / output" if noisy else "input / output"
+        with st.container(key="live_recon"):
+            st.markdown(f"**Reconstructions of fixed test examples** (epoch {snap.epoch:.1f}; rows: {rows})")
+            st.image(_memo("recon_img", (job.id, snap.step, snap.elapsed), lambda: figures.recon_image(
+                snap.inputs, snap.recon, shape, corrupted=snap.corrupted, value_range=vrange)), width="stretch")
+    else:
         st.plotly_chart(_memo("recon", (job.id, snap.step, snap.elapsed), lambda: figures.recon_strip(
                             snap.inputs, snap.recon, shape, corrupted=snap.corrupted, value_range=vrange,
                             title=f"Reconstructions of fixed test examples (epoch {snap.epoch:.1f})")),
                         theme=None, key=f"train_recon_{job.id}")
-        st.caption("Top row: test inputs; " + ("middle: the corrupted input the model saw; " if noisy else "")
-                   + "bottom: the model's output. Look for blur giving way to detail as training goes on.")
+    st.caption("Top row: test inputs; " + ("middle: the corrupted input the model saw; " if noisy else "")
+               + "bottom: the model's output. Look for blur giving way to detail as training goes on.")
 
 
 def _draw_summary(job) -> None:

@@ -33,8 +33,11 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
         for f in figures(page):
             if "loss" in f["title"].lower():
                 loss_sigs.add(f["sig"])
-            elif f["title"].startswith("Filters"):
-                filter_sigs.add(f["sig"])
+        # while training the filters are a live image (its URL changes with its content)
+        src = page.evaluate("() => { const i = document.querySelector('.st-key-live_filters img'); "
+                            "return i ? i.getAttribute('src') : null; }")
+        if src:
+            filter_sigs.add(src)
         if finished.count():
             break
         time.sleep(0.15)
