@@ -1,0 +1,29 @@
+"""The live images of the Train page show what the plotly heatmaps show."""
+import numpy as np
+
+from dashboard import figures
+
+
+def test_filter_image_colours_sign_and_keeps_layout():
+    W = np.zeros((4, 4))
+    W[0, 0], W[1, 0] = 2.0, -2.0  # tile 0: one strong positive pixel; tile 1: one strong negative
+    img = figures.filter_image(W, (2, 2), width=50)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    f = 50 // 5  # 2 x 2 tiles of 2 x 2 pixels with a 1-pixel gap: a 5 x 5 mosaic, upscaled by 10
+    assert img.shape[:2] == (5 * f, 5 * f)
+    red, blue, white, gap = img[0, 0], img[0, 3 * f], img[0, f], img[2 * f, 2 * f]
+    assert red[0] > 150 and red[2] < 80  # the positive weight is red
+    assert blue[2] > 150 and blue[0] < 80  # the negative weight is blue
+    assert (white > 240).all()  # zero is white
+    assert (gap == 225).all()  # gaps between tiles are grey
+
+
+def test_recon_image_rows_and_grey_levels():
+    x = np.zeros((3, 4))
+    x[:, 0] = 1.0
+    img = figures.recon_image(x, x * 0.5, (2, 2), value_range=(0.0, 1.0), width=110)
+    f = 110 // 8  # 3 tiles of 2 x 2 per row with 1-pixel gaps: 8 wide; 2 rows (input, output): 5 high
+    assert img.shape[:2] == (5 * f, 8 * f)
+    assert (img[0, 0] == 0).all()  # a 1 is black (as plotly's gray_r)
+    assert (img[0, f] == 255).all()  # a 0 is white
+    assert 120 <= img[3 * f, 0, 0] <= 135  # the output row: 0.5 is mid grey
