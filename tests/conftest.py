@@ -72,3 +72,13 @@ def page(browser, request):
     pg = ctx.new_page()
     yield pg
     ctx.close()
+
+
+# --- page tests: the app under streamlit.testing's AppTest ----------------------------------------
+@pytest.fixture
+def at():
+    """The whole app (entry + shared sidebar); runs and cache are private (see ``_private_dirs``)."""
+    from apptest import APP
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(APP, default_timeout=60)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+from apptest import APP
 
 
 def _values(v) -> np.ndarray:

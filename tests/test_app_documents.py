@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from apptest import APP, titles
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 PAGE = "../pages/documents.py"
 
 SPACE = ["the rocket reached orbit after launch", "nasa shuttle launch to the moon", "orbit of the moon and planets",
@@ -23,10 +22,6 @@ def at(tmp_path, monkeypatch):
     monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("AECORE_DATA", str(tmp_path / "data"))  # an empty data root: no 20 Newsgroups
     return AppTest.from_file(APP, default_timeout=60)
-
-
-def titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
 
 
 def open_page(at) -> AppTest:

@@ -3,24 +3,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
+from apptest import titles
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 PAGE = "../pages/features.py"
-
-
-@pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
-    return AppTest.from_file(APP, default_timeout=60)
-
-
-def titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
 
 
 def open_page(at) -> AppTest:

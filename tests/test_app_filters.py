@@ -1,51 +1,13 @@
 """AppTest of the Filters page: W's rows next to PCA's components, for a job or a saved run."""
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from apptest import figure, saved_run
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 PAGE = "../pages/filters.py"
-
-
-@pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
-    return AppTest.from_file(APP, default_timeout=60)
-
-
-def saved_run(variant: str = "linear", k: int = 6, epochs: int = 2) -> str:
-    """Train a tiny model headless and save it in the run store the app will open."""
-    from aecore.config import ModelConfig, TrainConfig
-    from aecore.data import load
-    from aecore.runs import RunStore
-    from aecore.training import fit
-
-    ds = load("digits")
-    mc, tc = ModelConfig(variant=variant, code_size=k), TrainConfig(epochs=epochs, lr=1e-2)
-    res = fit(mc, tc, ds)
-    store = RunStore()
-    run_id = store.start(mc, tc)
-    store.finish(run_id, mc, tc, res.model, dict(res.metrics), res.history,
-                 {"name": "digits", "shape": [8, 8], "input_dim": 64, "value_range": [0.0, 1.0]})
-    return run_id
-
-
-def titles(at) -> list[str]:
-    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-
-
-def figure(at, title_part: str) -> dict:
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        if title_part in spec["layout"]["title"]["text"]:
-            return spec
-    raise AssertionError(f"no figure titled like {title_part!r} in {titles(at)}")
 
 
 def open_page(at) -> AppTest:

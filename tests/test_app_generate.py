@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+from apptest import APP
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from aecore import embedding
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from apptest import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 ACC = re.compile(r"5-NN accuracy (\d\.\d+)")
 
 

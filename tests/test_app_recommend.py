@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from apptest import APP
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
 
 def _open() -> AppTest:

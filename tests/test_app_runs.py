@@ -1,45 +1,11 @@
 """AppTest of the Runs page: the table, overlaid loss curves, metrics, loading and downloads."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
+from apptest import figure, saved_run
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 PAGE = "../pages/runs.py"
-
-
-@pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
-    return AppTest.from_file(APP, default_timeout=60)
-
-
-def saved_run(variant: str = "linear", k: int = 6, epochs: int = 2) -> str:
-    from aecore.config import ModelConfig, TrainConfig
-    from aecore.data import load
-    from aecore.runs import RunStore
-    from aecore.training import fit
-
-    ds = load("digits")
-    mc, tc = ModelConfig(variant=variant, code_size=k), TrainConfig(epochs=epochs, lr=1e-2)
-    res = fit(mc, tc, ds)
-    store = RunStore()
-    run_id = store.start(mc, tc)
-    store.finish(run_id, mc, tc, res.model, dict(res.metrics), res.history,
-                 {"name": "digits", "shape": [8, 8], "input_dim": 64, "value_range": [0.0, 1.0]})
-    return run_id
-
-
-def figure(at, title_part: str) -> dict:
-    for c in at.get("plotly_chart"):
-        spec = json.loads(c.proto.spec)
-        if title_part in spec["layout"]["title"]["text"]:
-            return spec
-    raise AssertionError(f"no figure titled like {title_part!r}")
 
 
 def open_page(at) -> AppTest:

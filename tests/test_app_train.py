@@ -6,21 +6,10 @@ test's tmp folder (the fixture below does it again, explicitly), so nothing land
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-
-
-@pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
-    return AppTest.from_file(APP, default_timeout=60)
+from apptest import figure
 
 
 def texts(at) -> str:
@@ -38,14 +27,6 @@ def wait_for_job(at, timeout: float = 40.0):
             return at.run()  # the full run after the end draws the summary
         time.sleep(0.2)
     raise AssertionError(f"job did not finish within {timeout} s")
-
-
-def figure(at, title_part: str) -> dict:
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        if title_part in spec["layout"]["title"]["text"]:
-            return spec
-    raise AssertionError(f"no figure titled like {title_part!r}")
 
 
 def test_renders_on_digits_without_exception(at):

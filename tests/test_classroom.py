@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from aecore.registry import variant_names
 from dashboard.classroom import PRESETS, lesson_blocks, lesson_text
-
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+from apptest import APP
 
 
 @pytest.fixture

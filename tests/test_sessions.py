@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from aecore.config import ModelConfig, TrainConfig
 from dashboard.jobs import JobManager
-
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+from apptest import APP
 
 
 def _wait(jobs, timeout=60.0):
