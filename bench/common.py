@@ -62,3 +62,19 @@ def write(name: str, text: str) -> Path:
     path = OUT / f"{name}.md"
     path.write_text(text.rstrip() + "\n")
     return path
+
+
+def run_cli(args: list[str], threads: int = 1) -> list[dict]:
+    """Run ``aecore <args> --json`` with ``threads`` torch/BLAS threads; its JSON lines, or SystemExit
+    with the CLI's own message when it fails."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-m", "aecore.cli", *args, "--json"], capture_output=True, text=True,
+                          cwd=OUT.parent.parent, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr.strip() or f"aecore {args[0]} exited with {proc.returncode}")
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()]

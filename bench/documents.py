@@ -13,12 +13,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+from .common import run_cli, write
 
 
 def main(argv=None) -> int:
@@ -34,16 +31,10 @@ def main(argv=None) -> int:
         print("set AECORE_DATA (or --data-dir) to a data root with 20newsgroups/20news-bydate-{train,test}/",
               file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "aecore.cli", "documents", "--dataset", "20newsgroups", "--code-size",
+    cmd = ["documents", "--dataset", "20newsgroups", "--code-size",
            str(args.code_size), "--epochs", str(args.epochs), "--seed", str(args.seed), "--data-dir", args.data_dir,
-           "--no-download", "--device", "cpu", "--json"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
-        return proc.returncode
-    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+           "--no-download", "--device", "cpu"]
+    lines = run_cli(cmd, args.threads)
     final = lines[-1]
     curves = next(ln for ln in lines if ln.get("event") == "curves")
     epochs = [ln for ln in lines if ln.get("event") == "epoch"]
@@ -72,14 +63,13 @@ def main(argv=None) -> int:
         f"Total {final['seconds']:.0f} s on {platform.processor() or platform.machine()} "
         f"({os.cpu_count()} cores, shared; {args.threads} thread(s)).",
         "",
-        f"Command: `{' '.join(['aecore', *cmd[3:]])}`",
+        f"Command: `{' '.join(['aecore', *cmd, '--json'])}`",
         "",
         f"Last JSON line: `{json.dumps(final)}`",
         "",
     ])
     print(text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "documents.md").write_text(text)
+    write("documents", text)
     return 0
 
 

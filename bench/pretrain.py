@@ -8,15 +8,11 @@ bench/out/pretrain.md. Target: pre-training beats random initialisation at 100 l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+from .common import run_cli, write
 
 
 def main(argv=None) -> int:
@@ -34,18 +30,13 @@ def main(argv=None) -> int:
     if not args.data_dir:
         print("set AECORE_DATA (or --data-dir) to a data root with mnist/*.gz", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "aecore.cli", "pretrain", "--dataset", "mnist", "--hidden", args.hidden,
+    cmd = ["pretrain", "--dataset", "mnist", "--hidden", args.hidden,
            "--n-unlabelled", str(args.n_unlabelled), "--pretrain-epochs", str(args.pretrain_epochs),
            "--labels", "100,1000", "--finetune-epochs", str(args.finetune_epochs), "--repeats", str(args.repeats),
            "--points", "15", "--seed", str(args.seed), "--data-dir", args.data_dir, "--no-download",
-           "--device", "cpu", "--json"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
-        return proc.returncode
-    final = json.loads(proc.stdout.strip().splitlines()[-1])
+           "--device", "cpu"]
+    lines = run_cli(cmd, args.threads)
+    final = lines[-1]
     rows = ["| labels | pre-trained + fine-tuned | random init | difference | subsets won by pre-training |",
             "|---:|---:|---:|---:|---:|"]
     for k in final["labels"]:
@@ -78,12 +69,11 @@ def main(argv=None) -> int:
         f"Total {final['seconds']:.0f} s on {platform.processor() or platform.machine()} "
         f"({os.cpu_count()} cores, shared; {args.threads} thread(s)).",
         "",
-        f"Command: `{' '.join(['aecore', *cmd[3:]])}`",
+        f"Command: `{' '.join(['aecore', *cmd, '--json'])}`",
         "",
     ])
     print(text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "pretrain.md").write_text(text)
+    write("pretrain", text)
     return 0
 
 
