@@ -136,6 +136,33 @@ def _chunk_rows(width: int, budget: int = 1 << 22) -> int:
     """Rows per dense chunk at inference: about ``budget`` values (16 MB of float32)."""
     return max(1, budget // max(width, 1))
 
+def _encode_csr(net, csr, with_rows: bool = False) -> np.ndarray:
+    """Codes of every row of a sparse matrix, densified a chunk of rows at a time (never all N x M).
+    ``with_rows`` also passes each row's index (CDAE's per-user input node)."""
+    torch = _torch()
+    net.eval()
+    device = next(net.parameters()).device
+    codes = []
+    with torch.no_grad():
+        step = _chunk_rows(csr.shape[1])
+        for s in range(0, csr.shape[0], step):
+            x = torch.from_numpy(csr[s:s + step].toarray()).to(device)
+            extra = (torch.arange(s, min(s + step, csr.shape[0]), device=device),) if with_rows else ()
+            codes.append(net.encode(x, *extra).cpu().numpy())
+    return np.concatenate(codes).astype(np.float32)
+
+
+class _NetWeights:
+    """Numpy copies of a one-hidden-layer net's weights, for inference without torch."""
+
+    def _copy_weights(self) -> None:
+        net = self.net_
+        self.dec_w_ = net.decoder.weight.detach().cpu().numpy().copy()  # (D, K)
+        self.dec_b_ = net.decoder.bias.detach().cpu().numpy().copy()  # (D,)
+        self.enc_w_ = net.encoder.weight.detach().cpu().numpy().copy()  # (K, D)
+        self.enc_b_ = net.encoder.bias.detach().cpu().numpy().copy()  # (K,)
+
+
 
 def _batches(n: int, size: int, rng: np.random.Generator | None):
     order = rng.permutation(n) if rng is not None else np.arange(n)
@@ -143,7 +170,7 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
         yield order[s:s + size]
 
 
-class _AutoRec(Recommender):
+class _AutoRec(_NetWeights, Recommender):
     """Shared by I-AutoRec and U-AutoRec; ``orientation`` says what a row is."""
 
     orientation: ClassVar[str] = "item"
@@ -293,21 +320,8 @@ class _AutoRec(Recommender):
 
     def _snapshot(self, x_csr, ratings: Ratings) -> None:
         """Numpy copies for inference: codes of every row, decoder W, b; encoder V, mu."""
-        torch = _torch()
-        net = self.net_
-        net.eval()
-        device = next(net.parameters()).device
-        codes = []
-        with torch.no_grad():
-            step = _chunk_rows(x_csr.shape[1])
-            for s in range(0, x_csr.shape[0], step):
-                x = torch.from_numpy(x_csr[s:s + step].toarray()).to(device)
-                codes.append(net.encode(x).cpu().numpy())
-            self.codes_ = np.concatenate(codes).astype(np.float32)  # (rows, K)
-            self.dec_w_ = net.decoder.weight.detach().cpu().numpy().copy()  # (D, K)
-            self.dec_b_ = net.decoder.bias.detach().cpu().numpy().copy()  # (D,)
-            self.enc_w_ = net.encoder.weight.detach().cpu().numpy().copy()  # (K, D)
-            self.enc_b_ = net.encoder.bias.detach().cpu().numpy().copy()  # (K,)
+        self.codes_ = _encode_csr(self.net_, x_csr)  # (rows, K)
+        self._copy_weights()
         self._known_u = ratings.user_counts() > 0
         self._known_i = ratings.item_counts() > 0
 
@@ -410,7 +424,7 @@ def CDAENet(n_users: int, n_items: int, hidden: int):  # noqa: N802
 
 
 @register("cdae")
-class CDAE(Recommender):
+class CDAE(_NetWeights, Recommender):
     summary = "CDAE: denoising AE on implicit feedback with a per-user node, for top-N (Wu et al. 2016)"
     predicts_ratings = False
 
@@ -523,22 +537,8 @@ class CDAE(Recommender):
         self._snapshot(train.mask_csr())
 
     def _snapshot(self, y_csr) -> None:
-        torch = _torch()
-        net = self.net_
-        net.eval()
-        device = next(net.parameters()).device
-        codes = []
-        with torch.no_grad():
-            step = _chunk_rows(y_csr.shape[1])
-            for s in range(0, y_csr.shape[0], step):
-                y = torch.from_numpy(y_csr[s:s + step].toarray()).to(device)
-                u = torch.arange(s, min(s + step, y_csr.shape[0]), device=device)
-                codes.append(net.encode(y, u).cpu().numpy())
-            self.codes_ = np.concatenate(codes)  # (N, K) user codes z_u, no corruption
-            self.dec_w_ = net.decoder.weight.detach().cpu().numpy().copy()  # (M, K)
-            self.dec_b_ = net.decoder.bias.detach().cpu().numpy().copy()
-            self.enc_w_ = net.encoder.weight.detach().cpu().numpy().copy()  # (K, M)
-            self.enc_b_ = net.encoder.bias.detach().cpu().numpy().copy()
+        self.codes_ = _encode_csr(self.net_, y_csr, with_rows=True)  # (N, K) user codes z_u, no corruption
+        self._copy_weights()
 
     def _score_raw(self, users):
         return self.codes_[users] @ self.dec_w_.T + self.dec_b_[None, :]  # logits (B, M)
