@@ -59,21 +59,23 @@ def _too_big(what: str, nbytes: int, max_bytes: int) -> DataError:
 
 # --------------------------------------------------------------------------- readers
 def _read_npy(path: Path, max_bytes: int) -> _Raw:
-    return _Raw(x=_np_load(path, np.load, path))
+    return _Raw(x=_np_load(path, lambda: np.load(path, allow_pickle=False)))
 
 
-def _np_load(path: Path, fn, *args):
+def _np_load(path: Path, read, what: str = ""):
+    """Run ``read()`` and turn numpy's errors into a DataError naming the file (and ``what`` in it)."""
+    part = f" {what}" if what else ""
     try:
-        return fn(*args, allow_pickle=False)
+        return read()
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise DataError(
-                f"data file '{path}': holds Python objects (pickled), which are not loaded for "
-                "safety; save a numeric array instead"
+                f"data file '{path}':{part or ' it'} holds Python objects (pickled), which are not loaded for "
+                "safety; save numeric arrays instead"
             ) from None
-        raise DataError(f"data file '{path}': cannot be read as {path.suffix} ({exc})") from None
+        raise DataError(f"data file '{path}':{part} cannot be read{'' if what else ' as ' + path.suffix} ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"data file '{path}': cannot be read as {path.suffix} ({exc})") from None
+        raise DataError(f"data file '{path}':{part} cannot be read{'' if what else ' as ' + path.suffix} ({exc})") from None
 
 
 def _read_npz(path: Path, max_bytes: int) -> _Raw:
@@ -112,17 +114,7 @@ def _read_npz(path: Path, max_bytes: int) -> _Raw:
 
 
 def _get_npz(path: Path, z, key: str) -> np.ndarray:
-    try:
-        return z[key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(
-                f"data file '{path}': array {key!r} holds Python objects (pickled), which are not "
-                "loaded for safety; save numeric arrays instead"
-            ) from None
-        raise DataError(f"data file '{path}': array {key!r} cannot be read ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"data file '{path}': array {key!r} cannot be read ({exc})") from None
+    return _np_load(path, lambda: z[key], f"array {key!r}")
 
 
 def _is_number(cell: str) -> bool:
@@ -343,7 +335,7 @@ def _labels_from_arg(labels, path: Path) -> np.ndarray:
         if not lp.is_file():
             raise DataError(f"labels file '{lp}': not found")
         if lp.suffix.lower() == ".npy":
-            return _np_load(lp, np.load, lp)
+            return _np_load(lp, lambda: np.load(lp, allow_pickle=False))
         lines = [ln.strip() for ln in lp.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
         if not lines:
             raise DataError(f"labels file '{lp}': empty file")
