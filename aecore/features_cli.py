@@ -168,12 +168,6 @@ def _documents(args) -> int:
         corpus = corpus.subset(args.n_train, args.n_test, seed=args.seed)
     log = sys.stderr
 
-    def on_stage(s):
-        if args.json:
-            _emit({"event": "stage", "stage": s})
-        else:
-            print(s, file=log, flush=True)
-
     def on_epoch(row):
         if args.json:
             _emit({"event": "epoch", **row})
@@ -186,7 +180,7 @@ def _documents(args) -> int:
               f"{len(corpus.label_names)} labels", file=log)
     try:
         res = run_documents(corpus, cfg, max_features=args.max_features, levels=RECALL_LEVELS,
-                            on_epoch=on_epoch, on_stage=on_stage)
+                            on_epoch=on_epoch, on_stage=_stage_reporter(args))
     except TrainingFailed as exc:
         raise _training_failed(exc, "documents") from None
     levels = sorted(res.precision["ae"])
@@ -204,6 +198,16 @@ def _documents(args) -> int:
     return 0
 
 
+def _stage_reporter(args):
+    """Where a long pipeline says what it is doing: a JSON line with --json, else stderr."""
+    def on_stage(s):
+        if args.json:
+            _emit({"event": "stage", "stage": s})
+        else:
+            print(s, file=sys.stderr, flush=True)
+    return on_stage
+
+
 def _probe(args) -> int:
     from .features import probe
     from .registry import variant_names
@@ -213,16 +217,10 @@ def _probe(args) -> int:
         [v.strip() for v in args.variants.split(",") if v.strip()]
     data = _load_images(args)
 
-    def on_stage(s):
-        if args.json:
-            _emit({"event": "stage", "stage": s})
-        else:
-            print(s, file=sys.stderr, flush=True)
-
     try:
         res = probe(data, variants=variants, code_size=args.code_size, labels=args.labels, epochs=args.epochs,
                     lr=args.lr, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
-                    n_train=args.n_train, device=args.device, on_stage=on_stage)
+                    n_train=args.n_train, device=args.device, on_stage=_stage_reporter(args))
     except TrainingFailed as exc:
         raise _training_failed(exc, "probe") from None
     if args.json:
@@ -249,14 +247,8 @@ def _pretrain(args) -> int:
                          repeats=args.repeats, n_points=args.points, seed=args.seed, device=args.device)
     data = _load_images(args)
 
-    def on_stage(s):
-        if args.json:
-            _emit({"event": "stage", "stage": s})
-        else:
-            print(s, file=sys.stderr, flush=True)
-
     try:
-        res = pretrain(data, cfg, on_stage=on_stage)
+        res = pretrain(data, cfg, on_stage=_stage_reporter(args))
     except TrainingFailed as exc:
         raise _training_failed(exc, "pretrain") from None
     if args.json:
