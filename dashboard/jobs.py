@@ -145,9 +145,10 @@ class JobManager:
                 if isinstance(ev, Progress):
                     if job.first_progress_at is None:
                         job.first_progress_at = time.time()
-                    job.history = [*job.history, {"step": ev.step, "epoch": ev.epoch, "elapsed": ev.elapsed,
-                                                  "loss": ev.loss, "samples_per_second": ev.samples_per_second,
-                                                  **ev.terms}]
+                    # list.append is atomic: a page iterating the history meanwhile sees a consistent prefix
+                    # (copying the whole list on every event made a long run quadratic)
+                    job.history.append({"step": ev.step, "epoch": ev.epoch, "elapsed": ev.elapsed,
+                                        "loss": ev.loss, "samples_per_second": ev.samples_per_second, **ev.terms})
                     job.progress = ev
                 elif isinstance(ev, Snapshot):
                     job._add_snapshot(ev)
