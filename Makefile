@@ -8,11 +8,19 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast bench chromium clean
 
+TSTAMP  := $(VENV)/.installed-cluster
+
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	# torch is pinned here (the CPU build on this machine); pyproject.toml only declares a range
 	$(VENV)/bin/pip install -q torch==2.13.0 -e ".[test]"
 	@touch $(STAMP)
+
+# make test also installs the cluster extra (Ray), so CI runs the sweep and job-runner tests on Ray
+$(TSTAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0 -e ".[test,cluster]"
+	@touch $(STAMP) $(TSTAMP)
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
@@ -20,7 +28,7 @@ chromium:
 run: $(STAMP)
 	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address $(HOST) --server.headless true
 
-test: $(STAMP) chromium
+test: $(TSTAMP) chromium
 	$(VENV)/bin/python -m pytest -q -ra
 
 test-fast: $(STAMP)
