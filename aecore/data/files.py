@@ -1,4 +1,4 @@
-"""``load_file``: a user's own data (.npy, .npz, .csv, or a folder of images) as a Dataset.
+"""``load_file``: a user's own data (.npy, .npz, .csv, a folder or a .zip of images) as a Dataset.
 
 Every problem is a DataError that names the file (and the row / column / key) and what is
 wrong with it. Values are scaled like this, on train and test together:
@@ -6,14 +6,23 @@ wrong with it. Values are scaled like this, on train and test together:
   * integers within [0, 255] (8-bit pixels)    -> divided by 255;
   * anything else                              -> kept; ``value_range`` tells the model that
                                                   a sigmoid output cannot fit it.
-Image folders are always 8-bit grayscale and always divided by 255.
+Image folders and zips are always 8-bit grayscale and always divided by 255.
+
+Files may come from strangers (the dashboard's upload): nothing is unpickled, an .npy header
+is checked against the file's size before numpy allocates anything, a zip is read in memory
+(never extracted) with its uncompressed size, compression ratio and entry names checked first,
+and only PNG/JPEG decoders see image bytes, after their pixel count is checked.
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,11 +32,17 @@ import numpy as np
 from .dataset import Dataset, make_dataset
 from .errors import DataError
 
-__all__ = ["load_file", "MAX_DIM", "DEFAULT_MAX_BYTES", "IMAGE_SUFFIXES"]
+__all__ = ["load_file", "MAX_DIM", "DEFAULT_MAX_BYTES", "IMAGE_SUFFIXES", "SUFFIXES"]
 
 MAX_DIM = 100_000  # values per example; beyond this a dense autoencoder is not sensible
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB on disk (or uncompressed, for .npz)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_PIL_FORMATS = ("PNG", "JPEG")  # the only decoders that ever see a user's bytes
+MAX_ZIP_ENTRIES = 100_000
+MAX_ZIP_RATIO = 100  # uncompressed / compressed size of one zip entry; PNG and JPEG barely compress
+# what a parser may raise on malformed bytes; turned into a DataError naming the file
+_PARSE_ERRORS = (ValueError, TypeError, SyntaxError, OSError, EOFError, OverflowError, RecursionError,
+                 struct.error, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError, IndexError, KeyError)
 LABEL_COLUMNS = ("label", "labels", "y", "class", "target")  # CSV header names (any case)
 _X_KEYS = ("x", "X", "data")
 _Y_KEYS = ("y", "Y", "labels", "label")
@@ -58,7 +73,41 @@ def _too_big(what: str, nbytes: int, max_bytes: int) -> DataError:
 
 
 # --------------------------------------------------------------------------- readers
+def _check_npy_header(fp, nbytes: int, path: Path, what: str = "") -> None:
+    """Read an .npy header from ``fp`` (at its start; ``nbytes`` long) and refuse what numpy should
+    not be asked to load: object arrays, and shapes that need more bytes than the file holds."""
+    from numpy.lib import format as npf
+
+    part = f" {what}" if what else ""
+    try:
+        version = npf.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = npf.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = npf.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except _PARSE_ERRORS as exc:
+        raise DataError(f"data file '{path}':{part} is not a valid .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"data file '{path}':{part or ' it'} holds Python objects (pickled), which are not loaded for "
+            "safety; save numeric arrays instead"
+        )
+    if any(d < 0 for d in shape):
+        raise DataError(f"data file '{path}':{part} has a negative dimension in its shape {shape}")
+    need = math.prod(shape) * dtype.itemsize
+    have = nbytes - fp.tell()
+    if need > have:
+        raise DataError(
+            f"data file '{path}':{part} header says shape {shape} of {dtype} ({need} bytes) but only {have} "
+            "bytes follow; the file is truncated or not an .npy array"
+        )
+
+
 def _read_npy(path: Path, max_bytes: int) -> _Raw:
+    with open(path, "rb") as fp:
+        _check_npy_header(fp, path.stat().st_size, path)
     return _Raw(x=_np_load(path, lambda: np.load(path, allow_pickle=False)))
 
 
@@ -74,15 +123,17 @@ def _np_load(path: Path, read, what: str = ""):
                 "safety; save numeric arrays instead"
             ) from None
         raise DataError(f"data file '{path}':{part} cannot be read{'' if what else ' as ' + path.suffix} ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _PARSE_ERRORS as exc:
         raise DataError(f"data file '{path}':{part} cannot be read{'' if what else ' as ' + path.suffix} ({exc})") from None
 
 
 def _read_npz(path: Path, max_bytes: int) -> _Raw:
     try:
         z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except _PARSE_ERRORS as exc:
         raise DataError(f"data file '{path}': cannot be read as .npz ({exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"data file '{path}': is a single array, not an .npz archive; name it .npy")
     with z:
         keys = list(z.files)
         unpacked = sum(info.file_size for info in z.zip.infolist())
@@ -114,7 +165,20 @@ def _read_npz(path: Path, max_bytes: int) -> _Raw:
 
 
 def _get_npz(path: Path, z, key: str) -> np.ndarray:
-    return _np_load(path, lambda: z[key], f"array {key!r}")
+    what = f"array {key!r}"
+    member = key if key in z.zip.namelist() else key + ".npy"
+    try:
+        info = z.zip.getinfo(member)
+        with z.zip.open(info) as fp:
+            head = fp.read(6)
+        if head == b"\x93NUMPY":
+            with z.zip.open(info) as fp:
+                _check_npy_header(fp, info.file_size, path, what)
+    except _PARSE_ERRORS as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"data file '{path}': {what} cannot be read ({exc})") from None
+    return _np_load(path, lambda: z[key], what)
 
 
 def _is_number(cell: str) -> bool:
@@ -197,7 +261,6 @@ def _read_csv(path: Path, max_bytes: int) -> _Raw:
 
 
 def _read_image_folder(folder: Path, max_bytes: int) -> _Raw:
-    from PIL import Image, UnidentifiedImageError
 
     def images_in(d: Path) -> list[Path]:
         return sorted(p for p in d.iterdir()
@@ -228,22 +291,11 @@ def _read_image_folder(folder: Path, max_bytes: int) -> _Raw:
         raise _too_big(f"image folder '{folder}'", total, max_bytes)
 
     def open_gray(p: Path):
-        try:
-            with Image.open(p) as im:
-                w, h = im.size  # checked before decoding the pixels
-                if w * h > MAX_DIM:
-                    raise DataError(
-                        f"image file '{p}': {w}x{h} = {w * h} pixels per image, over the limit of "
-                        f"{MAX_DIM}; resize the images first"
-                    )
-                return im.convert("L")
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"image file '{p}': cannot be read as an image ({exc})") from None
+        return _decode_gray(p, f"image file '{p}'")
 
     first = open_gray(files[0][0])
     w, h = first.size
+    _check_pixel_budget(f"image folder '{folder}'", len(files), w, h, max_bytes)
     x = np.empty((len(files), h, w), dtype=np.uint8)  # (N, H, W)
     for i, (p, _) in enumerate(files):
         im = first if i == 0 else open_gray(p)
@@ -259,7 +311,135 @@ def _read_image_folder(folder: Path, max_bytes: int) -> _Raw:
                 where=[f"image '{p.relative_to(folder)}'" for p, _ in files])
 
 
-_READERS = {".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv, ".txt": _read_csv, ".tsv": _read_csv}
+def _decode_gray(src, label: str):
+    """A PNG/JPEG (path or binary file object) as an 8-bit grayscale PIL image; ``label`` names it
+    in messages. The pixel count is checked from the header, before any pixel is decoded (PIL's
+    own DecompressionBombError guards far larger images than MAX_DIM allows)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(src, formats=_PIL_FORMATS) as im:
+            w, h = im.size
+            if w * h > MAX_DIM:
+                raise DataError(
+                    f"{label}: {w}x{h} = {w * h} pixels per image, over the limit of "
+                    f"{MAX_DIM}; resize the images first"
+                )
+            if w * h == 0:
+                raise DataError(f"{label}: {w}x{h} pixels, an empty image")
+            return im.convert("L")
+    except DataError:
+        raise
+    except (*_PARSE_ERRORS, Image.DecompressionBombError) as exc:
+        why = "not a PNG or JPEG image" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise DataError(f"{label}: cannot be read as an image ({why})") from None
+
+
+def _check_pixel_budget(what: str, n: int, w: int, h: int, max_bytes: int) -> None:
+    if n * w * h > max_bytes:
+        raise DataError(
+            f"{what}: {n} images of {w}x{h} pixels are {n * w * h} bytes decoded, over max_bytes={max_bytes}; "
+            "use fewer or smaller images"
+        )
+
+
+_ABSOLUTE = re.compile(r"^([/\\]|[A-Za-z]:)")
+
+
+def _zip_entries(path: Path, zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """(entry, path parts) of every image in the archive; refuses unsafe names, encrypted entries
+    and non-image files (OS metadata such as __MACOSX/ and .DS_Store is skipped)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise DataError(f"zip file '{path}': {len(infos)} entries, over the limit of {MAX_ZIP_ENTRIES}")
+    images, others = [], []
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if _ABSOLUTE.match(name) or ".." in parts:
+            raise DataError(f"zip file '{path}': entry {name!r} points outside the archive (an absolute name "
+                            "or '..'); such archives are refused")
+        parts = [p for p in parts if p not in ("", ".")]
+        if info.is_dir() or not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts):
+            continue
+        if info.flag_bits & 0x1:
+            raise DataError(f"zip file '{path}': entry {name!r} is encrypted; zip the images without a password")
+        if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES:
+            images.append((info, parts))
+        else:
+            others.append(name)
+    if others:
+        shown = ", ".join(repr(n) for n in others[:3]) + (", ..." if len(others) > 3 else "")
+        raise DataError(
+            f"zip file '{path}': {len(others)} of {len(others) + len(images)} files are not PNG/JPEG images "
+            f"({shown}); zip only the images"
+        )
+    if not images:
+        raise DataError(f"zip file '{path}': no images found (looked for {', '.join(IMAGE_SUFFIXES)} files)")
+    while all(len(p) > 1 for _, p in images) and len({p[0] for _, p in images}) == 1:
+        images = [(i, p[1:]) for i, p in images]  # one folder around everything: not a class
+    return sorted(images, key=lambda e: e[1])
+
+
+def _read_image_zip(path: Path, max_bytes: int) -> _Raw:
+    """A .zip of PNG/JPEG images of one size: at its top level (no labels) or in class folders."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except _PARSE_ERRORS as exc:
+        raise DataError(f"zip file '{path}': cannot be read as a zip archive ({exc})") from None
+    with zf:
+        entries = _zip_entries(path, zf)
+        total = sum(info.file_size for info, _ in entries)
+        if total > max_bytes:
+            raise _too_big(f"zip file '{path}' (uncompressed)", total, max_bytes)
+        for info, _ in entries:
+            if info.file_size > 1 << 16 and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+                raise DataError(
+                    f"zip file '{path}': entry {info.filename!r} expands {info.compress_size} bytes to "
+                    f"{info.file_size} (over {MAX_ZIP_RATIO}x); refused as a possible zip bomb"
+                )
+        top = [(i, p) for i, p in entries if len(p) == 1]
+        nested = [(i, p) for i, p in entries if len(p) > 1]
+        if top and nested:
+            raise DataError(
+                f"zip file '{path}': has images both at the top level ({top[0][1][0]}, ...) and in class "
+                f"folders ({'/'.join(nested[0][1][:-1])}/, ...); put every image in a class folder, or none"
+            )
+        label_names = tuple(sorted({"/".join(p[:-1]) for _, p in nested})) or None
+        where = [f"image '{info.filename}'" for info, _ in entries]
+
+        def read(k: int):
+            info = entries[k][0]
+            label = f"zip file '{path}': image '{info.filename}'"
+            try:
+                with zf.open(info) as fp:
+                    blob = fp.read(info.file_size + 1)  # zipfile stops at the declared size
+            except _PARSE_ERRORS as exc:
+                raise DataError(f"{label}: cannot be extracted ({exc})") from None
+            return _decode_gray(io.BytesIO(blob), label)
+
+        first = read(0)
+        w, h = first.size
+        _check_pixel_budget(f"zip file '{path}'", len(entries), w, h, max_bytes)
+        x = np.empty((len(entries), h, w), dtype=np.uint8)  # (N, H, W)
+        for k in range(len(entries)):
+            im = first if k == 0 else read(k)
+            if im.size != (w, h):
+                raise DataError(
+                    f"zip file '{path}': '{entries[k][0].filename}' is {im.size[0]}x{im.size[1]} pixels but "
+                    f"the first image '{entries[0][0].filename}' is {w}x{h}; all images must have the same size"
+                )
+            x[k] = np.asarray(im, dtype=np.uint8)
+    y = None
+    if label_names is not None:
+        index = {n: c for c, n in enumerate(label_names)}
+        y = np.array([index["/".join(p[:-1])] for _, p in entries], dtype=np.int64)
+    return _Raw(x=x, y=y, image_files=True, label_names=label_names, where=where)
+
+
+_READERS = {".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv, ".txt": _read_csv, ".tsv": _read_csv,
+            ".zip": _read_image_zip}
+SUFFIXES = tuple(_READERS)
 
 
 # --------------------------------------------------------------------------- checks
@@ -388,11 +568,15 @@ def load_file(
       label / labels / y / class / target holds the labels (integers or class names).
     * a folder of PNG/JPEG images of one size, read as 8-bit grayscale; images in
       sub-folders get the sub-folder's index as label and its name in ``label_names``.
+    * a ``.zip`` of such images, laid out like the folder (one enclosing folder is ignored);
+      refused when an entry is not an image, names a path outside the archive (``../``,
+      absolute) or is encrypted, or when it would expand past ``max_bytes`` (a zip bomb).
 
     ``labels``: integer (or text) labels, one per example, as an array or a path to a
     ``.npy`` / text file with one per line; it replaces labels found in the file.
     ``test_fraction`` of the examples (at least one) go to the test split, chosen with
-    ``seed`` (stratified by label when possible). ``max_bytes`` caps the file size.
+    ``seed`` (stratified by label when possible). ``max_bytes`` caps the file size, the
+    uncompressed size of an .npz or .zip, and the decoded pixels of an image folder or zip.
     """
     path = Path(path).expanduser()
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
@@ -412,9 +596,12 @@ def load_file(
         if reader is None:
             raise DataError(
                 f"data file '{path}': unsupported type '{path.suffix}'; expected .npy, .npz, .csv "
-                "(or .tsv, .txt) or a folder of PNG/JPEG images"
+                "(or .tsv, .txt), a .zip of PNG/JPEG images or a folder of them"
             )
-        raw = reader(path, max_bytes)
+        try:
+            raw = reader(path, max_bytes)
+        except csv.Error as exc:
+            raise DataError(f"data file '{path}': cannot be parsed as CSV ({exc})") from None
 
     presplit = raw.x_test is not None
     x, shape, kind = _check_x(raw.x, path, "x_train" if presplit else "the data", raw.where)
