@@ -12,15 +12,20 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from aecore.config import env_int
 from aecore.training import Failed, Finished, Progress, Snapshot, Trainer
 from aecore.worker import ProcessJob, default_threads, warm_up
 
+from . import limits
+
 RUNNERS = ("process", "thread")  # process: a child process per job (no GIL contention with the server)
 
-__all__ = ["JobRecord", "JobManager", "default_max_jobs"]
+__all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError"]
+
+LimitError = limits.LimitError
 
 MIN_SNAPSHOTS = 40  # per run, so even a one-second run can be replayed frame by frame
 MAX_SNAPSHOTS = 120  # kept for replay; thinned by half when full (first and newest always kept)
@@ -54,6 +59,7 @@ class JobRecord:
     first_progress_at: float | None = None  # wall time of the first loss point (for the latency bench)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     model: object = field(default=None, repr=False)
+    owner: str | None = None  # the browser session that submitted it (None: the CLI, a script, a test)
 
     @property
     def latest(self) -> Snapshot | None:
@@ -91,10 +97,29 @@ class JobManager:
         self._waiting: list[JobRecord] = []
         self._running = 0
         self._ids = itertools.count(1)
+        self._jobs: weakref.WeakSet[JobRecord] = weakref.WeakSet()  # every job someone still holds
 
-    def submit(self, model_cfg, train_cfg, data, data_info: dict | None = None, save: bool = True) -> JobRecord:
-        job = JobRecord(next(self._ids), model_cfg, train_cfg, dict(data_info or {}))
+    def submit(self, model_cfg, train_cfg, data, data_info: dict | None = None, save: bool = True,
+               owner: str | None = None) -> JobRecord:
+        """Queue a job. ``owner`` (default: the Streamlit session running this script, if any) gets the
+        per-session caps of ``dashboard.limits``: a job beyond one raises ``LimitError`` saying which."""
+        owner = owner if owner is not None else limits.session_owner()
+        if owner is not None:
+            lim = limits.current()
+            x = getattr(data, "x_train", None)
+            if x is not None:
+                limits.check_job(model_cfg, train_cfg, len(x), int(x.shape[1]) if x.ndim > 1 else 1, lim)
+            else:
+                limits.check_configs(model_cfg, train_cfg, lim)
         with self._cond:
+            if owner is not None:
+                mine = sum(1 for j in self._jobs if j.owner == owner and not j.done)
+                if mine >= lim.jobs_per_session:
+                    raise LimitError(f"this session already has {mine} job(s) training or queued, the most one "
+                                     f"session may have at once ({lim.jobs_per_session}); wait for one to end or stop "
+                                     f"one (the lecturer can raise it with {limits.ENV['jobs_per_session']})")
+            job = JobRecord(next(self._ids), model_cfg, train_cfg, dict(data_info or {}), owner=owner)
+            self._jobs.add(job)
             self._waiting.append(job)
         threading.Thread(target=self._work, args=(job, data, save), name=f"aecore-job-{job.id}", daemon=True).start()
         return job
@@ -110,6 +135,12 @@ class JobManager:
     @property
     def running(self) -> int:
         return self._running
+
+    def jobs(self, owner: str | None, active: bool = True) -> list[JobRecord]:
+        """``owner``'s jobs in the order submitted (only queued and running ones when ``active``)."""
+        with self._cond:
+            mine = [j for j in self._jobs if j.owner == owner and not (active and j.done)]
+        return sorted(mine, key=lambda j: j.id)
 
     def _work(self, job: JobRecord, data, save: bool) -> None:
         with self._cond:
