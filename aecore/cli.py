@@ -1,4 +1,4 @@
-"""Command line: ``aecore train | show | datasets | documents | probe | pretrain | recommend``.
+"""Command line: ``aecore train | show | datasets | documents | probe | pretrain | recommend | sweep``.
 
 With ``--json`` every event is one JSON object per line and the last line is the final
 metrics, so scripts, tests and benchmarks parse the output without scraping text. Bad
@@ -112,6 +112,8 @@ def _build_parser() -> _Parser:
     add_recommend_parser(sub)
     from .features_cli import add_parsers as add_feature_parsers  # documents, probe, pretrain
     add_feature_parsers(sub)
+    from .sweep import add_parser as add_sweep_parser
+    add_sweep_parser(sub)
     return p
 
 
@@ -222,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         from .recsys.cli import run as _recommend
         from .features_cli import HANDLERS as _feature_handlers
+        from .sweep import run_cli as _sweep
         return {"train": _train, "show": _show, "datasets": _datasets, "recommend": _recommend,
-                **_feature_handlers}[args.command](args)
+                "sweep": _sweep, **_feature_handlers}[args.command](args)
     except CLIError as exc:
         print(str(exc), file=sys.stderr)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
