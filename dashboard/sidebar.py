@@ -13,14 +13,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import streamlit as st
 
 from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, ConfigError, ModelConfig, \
     TrainConfig
+from aecore.data import DataError
 from aecore.registry import get_variant, variant_names
 
 from . import limits
-from .state import cuda_status, datasets_info, load_dataset
+from . import uploads
+from .state import UPLOADS_KEY, cuda_status, datasets_info, load_dataset
 
 __all__ = ["sidebar", "current_configs", "configs_and_data", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
 
@@ -225,7 +228,10 @@ def _write_query_params(uses: tuple[str, ...]) -> None:
     ss, qp = st.session_state, st.query_params
     for p in PARAMS:
         if p.uses is None or p.uses in uses:
-            value = _fmt(ss.get(p.key))
+            value = _fmt(ss.get(p.key) if p.key != "sb_dataset" else _chosen_dataset())
+            if p.key == "sb_dataset" and uploads.is_upload_name(value):  # an upload is this session's only
+                qp.pop(p.name, None)
+                continue
             if qp.get(p.name) != value:
                 qp[p.name] = value
         elif p.name in qp:
@@ -258,6 +264,88 @@ def _dataset_label(info: dict) -> str:
     return f"{info['name']}" + ("" if info.get("available_offline") else " (downloads on first use)")
 
 
+# --- the data set: a registry name, or a file this session uploaded (dashboard.uploads) --------------------
+UPLOAD_CHOICE = "Upload a file…"
+_DATA_KEY = "_sb_data"  # the data set the configs use (the last real choice while "Upload a file…" is open)
+_UPLOAD_SESSION, _UPLOAD_N, _UPLOAD_MSG = "_sb_upload_session", "_sb_upload_n", "_sb_upload_msg"
+
+
+def _chosen_dataset() -> str:
+    ss = st.session_state
+    name = ss.get(_DATA_KEY) or GENERAL_DEFAULTS["sb_dataset"]
+    if uploads.is_upload_name(name) and name not in ss.get(UPLOADS_KEY, {}):
+        name = GENERAL_DEFAULTS["sb_dataset"]
+    return name
+
+
+def _on_upload(key: str) -> None:
+    """Store the uploaded file, load it through aecore and make it the data set; any problem becomes
+    a one-line message (the previous data set stays chosen)."""
+    import logging
+
+    ss = st.session_state
+    f = ss.get(key)
+    if f is None:  # the file was removed from the uploader
+        return
+    session_key = ss.setdefault(_UPLOAD_SESSION, uploads.new_session_key())
+    try:
+        up = uploads.save_upload(f, f.name, session_key)
+        ds = uploads.load_upload(up)
+    except DataError as exc:
+        ss[_UPLOAD_MSG] = ("error", f"Could not use the upload: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not show a traceback; it is logged
+        logging.getLogger(__name__).exception("upload %r failed", getattr(f, "name", "?"))
+        ss[_UPLOAD_MSG] = ("error", f"Could not use the upload '{uploads.display_name(f.name)}': "
+                                    f"{type(exc).__name__} while reading it")
+        return
+    mine = ss.setdefault(UPLOADS_KEY, {})
+    mine[up.dataset_name] = (up, ds)
+    while len(mine) > uploads.KEEP:  # the oldest upload's file is gone from disk too
+        mine.pop(next(iter(mine)))
+    ss[_DATA_KEY] = ss["sb_dataset"] = up.dataset_name
+    ss[_UPLOAD_N] = ss.get(_UPLOAD_N, 0) + 1  # a fresh, empty uploader next time
+    labels = f", labels of {len(np.unique(ds.y_train))} classes" if ds.y_train is not None else ""
+    ss[_UPLOAD_MSG] = ("success", f"Loaded '{up.display}': {ds.n_train} training and {ds.n_test} test "
+                                  f"examples of shape {'×'.join(map(str, ds.shape))} ({ds.kind}){labels}.")
+
+
+def _dataset_choice(sb, infos: dict) -> None:
+    """The data set select box; "Upload a file…" opens a file uploader below it."""
+    ss = st.session_state
+    mine = ss.get(UPLOADS_KEY, {})
+    options = list(infos) + list(mine) + [UPLOAD_CHOICE]
+    if ss["sb_dataset"] not in options:
+        ss["sb_dataset"] = GENERAL_DEFAULTS["sb_dataset"]
+
+    def label(name: str) -> str:
+        if name in infos:
+            return _dataset_label(infos[name])
+        if name in mine:
+            return f"{mine[name][0].display} (uploaded)"
+        return name
+
+    sb.selectbox("Data set", options, key="sb_dataset", format_func=label,
+                 help="digits (8×8) is bundled and trains in seconds; MNIST and Fashion-MNIST (28×28) "
+                      "are downloaded once into the cache. Or upload your own .npy / .npz / .csv array, "
+                      "or a .zip of PNG/JPEG images (in class folders for labels).")
+    if ss["sb_dataset"] != UPLOAD_CHOICE:
+        ss[_DATA_KEY] = ss["sb_dataset"]
+    else:
+        key = f"sb_upload_{ss.get(_UPLOAD_N, 0)}"
+        sb.file_uploader("Your data file", type=[s.lstrip(".") for s in uploads.DATA_SUFFIXES], key=key,
+                         on_change=_on_upload, args=(key,),
+                         help=".npy / .npz: an (N, D) or (N, H, W) array (.npz: x and optional y); .csv: numbers, "
+                              "an optional header, a label column named label/class/y; .zip: PNG/JPEG images of "
+                              f"one size. Up to {uploads.max_upload_bytes() >> 20} MB.")
+        sb.caption(f"Until a file loads, the settings use **{label(_chosen_dataset())}**.")
+    kind, msg = ss.pop(_UPLOAD_MSG, (None, None))
+    if kind == "error":
+        sb.error(msg)
+    elif kind == "success":
+        sb.success(msg)
+
+
 def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
     """Draw the settings and return the configs (None, with st.error, when they are invalid)."""
     ss = st.session_state
@@ -274,16 +362,12 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
         if isinstance(ss.get(key), int) and ss[key] > _cap(field):
             sb.warning(f"{key[3:].replace('_', ' ')} {ss[key]:,} is above this server's limit; using {_cap(field):,}.")
             ss[key] = _cap(field)
-    if ss["sb_dataset"] not in infos:
-        ss["sb_dataset"] = GENERAL_DEFAULTS["sb_dataset"]
     names = variant_names()
     if ss["sb_variant"] not in names:
         ss["sb_variant"] = DEFAULT_VARIANT
 
     sb.header("Settings")
-    sb.selectbox("Data set", list(infos), key="sb_dataset", format_func=lambda n: _dataset_label(infos[n]),
-                 help="digits (8×8) is bundled and trains in seconds; MNIST and Fashion-MNIST (28×28) "
-                      "are downloaded once into the cache.")
+    _dataset_choice(sb, infos)
     sb.selectbox("Variant", names, key="sb_variant", on_change=_on_variant_change,
                  help="\n\n".join(f"**{n}**: {get_variant(n).summary}" for n in names))
     spec = get_variant(ss["sb_variant"])
@@ -342,7 +426,7 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
             noise=ss["sb_noise"] if "noise" in uses else "none",
             noise_level=float(ss["sb_noise_level"]) if "noise" in uses else 0.0,
             hidden=hidden, beta=float(ss["sb_beta"]) if "beta" in uses else 1.0)
-        tc = TrainConfig(dataset=ss["sb_dataset"], epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
+        tc = TrainConfig(dataset=_chosen_dataset(), epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
                          lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"])
     except (ConfigError, ValueError) as exc:
         sb.error(str(exc))

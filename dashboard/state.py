@@ -28,6 +28,7 @@ from aecore.runs import RunStore, runs_root
 from aecore.embedding import encode_array
 
 from .jobs import JobManager, JobRecord
+from .uploads import is_upload_name
 
 __all__ = ["run_store", "job_manager", "load_dataset", "get_dataset", "data_info", "current_job", "set_current_job",
            "load_run", "set_loaded_run", "current_model", "CurrentModel", "encode", "datasets_info",
@@ -93,8 +94,23 @@ def datasets_info() -> list[dict]:
     return _datasets(_data_key())
 
 
+UPLOADS_KEY = "uploads"  # this session's uploaded data sets: {dataset name: (Upload, Dataset)}
+
+
+def session_upload(name: str) -> Dataset | None:
+    """A data set this session uploaded (``dashboard.uploads``), or None: another session's
+    upload name never resolves here."""
+    hit = st.session_state.get(UPLOADS_KEY, {}).get(name)
+    return hit[1] if hit is not None else None
+
+
 def get_dataset(name: str) -> Dataset:
     """Load a dataset (downloading it if needed, without UI); raises DataError."""
+    if is_upload_name(name):
+        ds = session_upload(name)
+        if ds is None:
+            raise DataError(f"uploaded data set {name.split(':', 2)[2]!r} is not part of this session; upload it again")
+        return ds
     try:
         return _load_cached(name, _data_key())
     except DataError:
@@ -104,6 +120,11 @@ def get_dataset(name: str) -> Dataset:
 
 def load_dataset(name: str) -> Dataset | None:
     """Load a dataset for a page: a progress bar while downloading, st.error (no traceback) on failure."""
+    if is_upload_name(name):
+        ds = session_upload(name)
+        if ds is None:
+            st.error(f"The uploaded data set {name.split(':', 2)[2]!r} is not part of this session; upload it again.")
+        return ds
     try:
         return _load_cached(name, _data_key())
     except DataError:
