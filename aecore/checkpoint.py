@@ -50,7 +50,7 @@ class LoadedRun:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -79,7 +79,8 @@ def save_run(run_dir, model_cfg: ModelConfig, train_cfg: TrainConfig, model: tor
     if run_dir.exists():
         raise FileExistsError(f"run folder {run_dir} already exists; runs are never overwritten")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.with_name(f".{run_dir.name}.{uuid.uuid4().hex}.partial")
+    # the writer's pid in the name lets a RunStore sweep what a killed process left (see runs.sweep_partials)
+    tmp = run_dir.with_name(f".{run_dir.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
     tmp.mkdir()
     try:
         config = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": dict(data_info or {})}
@@ -144,6 +145,20 @@ def load_run(run_dir, device: str | torch.device = "cpu") -> LoadedRun:
         state = load_file(str(weights))  # always onto the CPU first
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({exc}); the run is corrupted") from None
+    # compare shapes on a model built on the 'meta' device (it allocates nothing): a config.json that
+    # claims a huge input size or code size must not make the loader allocate it
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_model(model_cfg, input_dim).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{run_dir / 'config.json'} does not describe a model: {exc}") from None
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if want != got:
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        wrong = [f"{k} is {list(got[k])}, expected {list(want[k])}" for k in want if k in got and got[k] != want[k]]
+        first = (f"missing tensor(s) {', '.join(missing)}" if missing else
+                 f"unexpected tensor(s) {', '.join(extra)}" if extra else wrong[0])
+        raise CheckpointError(f"{weights} does not match the model in config.json: {first}")
     model = build_model(model_cfg, input_dim)
     try:
         model.load_state_dict(state, strict=True)

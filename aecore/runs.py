@@ -7,13 +7,15 @@
     store.list(); store.load(run_id)
 
 A run that was 'running' in a process that no longer exists is marked 'interrupted' when a
-store is opened, so a server killed mid-training leaves a consistent index.
+store is opened, and the half-written folder of a process killed while saving is removed, so a
+server killed mid-training leaves a consistent index and no partial files.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -52,6 +54,17 @@ def sanitize_name(name: str, max_len: int = 48) -> str:
     return slug or "run"
 
 
+def _load_json(text: str | None) -> dict:
+    """A JSON column of the index; a damaged one reads as empty instead of hiding every run."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -80,6 +93,23 @@ class RunStore:
                 if same_pid_other_process or (pid != os.getpid() and not _pid_alive(pid or 0)):
                     db.execute("UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
                                ("the process running it ended before it finished", run_id))
+        self.sweep_partials()
+
+    def sweep_partials(self) -> list[Path]:
+        """Remove the temporary folders and files (``.<name>.<pid>.<hex>.partial`` / ``.tmp``) that
+        a process killed while saving left in the root; those of live processes stay."""
+        removed = []
+        for p in [*self.root.glob(".*.partial"), *self.root.glob(".*.tmp")]:
+            parts = p.name.rsplit(".", 3)
+            pid = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+            if pid is None or pid == os.getpid() or _pid_alive(pid):
+                continue  # not ours to judge, or a writer that may still be at work
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+        return removed
 
     def _db(self):
         con = sqlite3.connect(self.root / "index.sqlite", timeout=30)
@@ -129,8 +159,8 @@ class RunStore:
         out = []
         for r in rows:
             d = dict(zip(keys, r))
-            d["config"] = json.loads(d["config"]) if d["config"] else {}
-            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+            d["config"] = _load_json(d["config"])
+            d["metrics"] = _load_json(d["metrics"])
             out.append(d)
         return out
 

@@ -11,11 +11,14 @@ for the host inside the loop.
 """
 from __future__ import annotations
 
+import gc
 import math
+import os
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -27,7 +30,9 @@ from .metrics import principal_angles_deg, recon_errors
 from .models import build_model
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
-           "fit", "resolve_device", "evaluate", "as_tensor"]
+           "fit", "resolve_device", "evaluate", "as_tensor",
+           "estimate_memory", "available_memory", "memory_fraction", "memory_check", "is_out_of_memory",
+           "out_of_memory_reason", "release_memory", "MEMORY_FRACTION"]
 
 
 # --- events ------------------------------------------------------------------------------
@@ -112,6 +117,131 @@ def as_tensor(a: np.ndarray, device) -> torch.Tensor:
         return torch.as_tensor(a, device=device)
 
 
+# --- memory: a pre-flight estimate, and a clean failure when memory runs out anyway ------------
+MEMORY_FRACTION = 0.8  # of the free memory one run may plan to use (AECORE_MEMORY_FRACTION; 0 = no check)
+
+
+def memory_fraction() -> float:
+    """``$AECORE_MEMORY_FRACTION`` (read per call), else ``MEMORY_FRACTION``; 0 turns the check off."""
+    raw = os.environ.get("AECORE_MEMORY_FRACTION", "").strip()
+    if not raw:
+        return MEMORY_FRACTION
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"AECORE_MEMORY_FRACTION={raw!r} must be a number from 0 to 1 "
+                         f"(the share of free memory one run may use; 0 turns the check off)")
+    return value
+
+
+def estimate_memory(model_cfg: ModelConfig, input_dim: int, batch_size: int, n_train: int = 0,
+                    device="cpu") -> tuple[int, int]:
+    """(bytes, parameters): a run's peak memory, roughly and on the high side.
+
+    Every parameter four times (weights, gradients, Adam's two moments); per example of a
+    training batch the units it passes through three times (values, gradients, activation
+    inputs), plus one evaluation batch of 4096; the training set when it is copied to a GPU.
+    The model is built on the 'meta' device, which allocates nothing.
+    """
+    with torch.device("meta"):
+        model = build_model(model_cfg, input_dim)
+    params = sum(p.numel() for p in model.parameters())
+    units = sum(sum(p.shape) for p in model.parameters() if p.dim() == 2)  # inputs + outputs of every layer
+    floats = 4 * params + units * (3 * batch_size + 4096)
+    if torch.device(device).type != "cpu":
+        floats += n_train * input_dim
+    return 4 * floats, params  # float32
+
+
+def _cgroup_free() -> int | None:
+    """What a container's memory limit (cgroup v2) leaves free, if there is a limit."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        return None if limit == "max" else max(0, int(limit) - int(used))
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory(device) -> int | None:
+    """Free bytes on ``device`` now (CUDA: the driver's count plus torch's cached blocks; CPU:
+    MemAvailable, capped by a container limit); None where it cannot be told (MPS)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free) + int(torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type != "cpu":
+        return None
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    limit = _cgroup_free()
+    return free if limit is None else min(free, limit)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def _what_to_lower(model_cfg: ModelConfig, batch_size: int) -> str:
+    hidden = f", the hidden layer sizes (now {','.join(map(str, model_cfg.hidden))})" if model_cfg.hidden else ""
+    return f"lower the code size K (now {model_cfg.code_size}){hidden} or the batch size (now {batch_size})"
+
+
+def memory_check(model_cfg: ModelConfig, input_dim: int, batch_size: int, n_train: int, device,
+                 fraction: float | None = None) -> str | None:
+    """None when the run fits in ``fraction`` of the free memory of ``device``; else the reason
+    to refuse it, before anything is allocated, saying what to lower."""
+    fraction = memory_fraction() if fraction is None else fraction
+    if not fraction:
+        return None
+    free = available_memory(device)
+    if free is None:
+        return None
+    need, params = estimate_memory(model_cfg, input_dim, batch_size, n_train, device)
+    if need <= fraction * free:
+        return None
+    return (f"not enough memory: this run needs about {_gib(need)} of {torch.device(device).type} memory "
+            f"({params:,} parameters with their gradients and optimizer state, plus activations) but "
+            f"{_gib(free)} is free and one run may use {fraction:.0%} of it (AECORE_MEMORY_FRACTION); "
+            f"{_what_to_lower(model_cfg, batch_size)}")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, torch's (CUDA) OutOfMemoryError, or an allocator's RuntimeError."""
+    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory"))
+
+
+def out_of_memory_reason(exc: BaseException, model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
+    detail = (str(exc).strip().splitlines() or [""])[0][:200] or type(exc).__name__
+    return (f"out of memory: the run needed more memory than was free ({detail}); "
+            f"{_what_to_lower(model_cfg, train_cfg.batch_size)}, or train on fewer examples")
+
+
+def release_memory() -> None:
+    """Free what a failed run left behind: Python's cycles, then torch's cached GPU blocks."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)]) if x.shape[0] else x
@@ -150,7 +280,8 @@ class Trainer:
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
-                 n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0, eval_each_epoch: bool = False):
+                 n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0, eval_each_epoch: bool = False,
+                 memory_fraction: float | None = None):
         self.model_cfg = model_cfg
         self.train_cfg = train_cfg
         self.data = data
@@ -161,17 +292,20 @@ class Trainer:
         # (a run that ends in a second still has frames to replay)
         self.min_snapshots = min_snapshots
         self.eval_each_epoch = eval_each_epoch  # held-out loss after every epoch (an Evaluation event)
+        # refuse a run whose estimate exceeds this share of free memory (None: $AECORE_MEMORY_FRACTION; 0: no check)
+        self.memory_fraction = memory_fraction
 
     def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
+        oom = False
         try:
             yield from self._run()
+            return
         except (ValueError, RuntimeError, MemoryError) as exc:  # OOM, bad device, bad shapes
-            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                yield Failed(f"out of memory: {exc}. Try a smaller code size, hidden layers or batch size.")
-            else:
-                yield Failed(f"{type(exc).__name__}: {exc}")
+            oom = is_out_of_memory(exc)
+            reason = out_of_memory_reason(exc, self.model_cfg, self.train_cfg) if oom else f"{type(exc).__name__}: {exc}"
+        if oom:  # the exception is gone, and with its traceback the model, optimizer state and batches
+            release_memory()
+        yield Failed(reason)
 
     def _run(self):
         mc, tc, data = self.model_cfg, self.train_cfg, self.data
@@ -185,6 +319,10 @@ class Trainer:
             raise ValueError(f"loss='cross-entropy' needs inputs in [0, 1]; data {tc.dataset!r} spans "
                              f"[{float(x_np.min()):.3g}, {float(x_np.max()):.3g}]. Use loss='squared'.")
         D = x_np.shape[1]
+        too_big = memory_check(mc, D, min(tc.batch_size, len(x_np)), len(x_np), device, self.memory_fraction)
+        if too_big:  # refused before the model or its optimizer state is allocated
+            yield Failed(too_big)
+            return
         gen = torch.Generator(device=device).manual_seed(tc.seed)
         init_gen = torch.Generator().manual_seed(tc.seed)
         model = build_model(mc, D, generator=init_gen).to(device)

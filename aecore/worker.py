@@ -165,7 +165,12 @@ def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int, trainer_kw:
             else:
                 q.put(ev)
     except BaseException as exc:  # anything at all: say it, do not vanish
-        q.put(Failed(f"{type(exc).__name__}: {exc}"))
+        from .training import is_out_of_memory, out_of_memory_reason
+
+        if is_out_of_memory(exc) and "mc" in locals():
+            q.put(Failed(out_of_memory_reason(exc, mc, tc)))
+        else:
+            q.put(Failed(f"{type(exc).__name__}: {exc}"))
     finally:
         q.put(None)
         q.close()
@@ -213,7 +218,10 @@ class ProcessJob:
                             item = self._q.get(timeout=0.5)
                         except queue_mod.Empty:
                             code = self.process.exitcode
-                            hint = " (killed: out of memory?)" if code is not None and code < 0 else ""
+                            hint = ""
+                            if code is not None and code < 0:  # the kernel's OOM killer sends SIGKILL
+                                hint = (f" (killed by signal {-code}: most likely out of memory; lower "
+                                        f"the code size K, the hidden layer sizes or the batch size)")
                             yield Failed(f"the training process ended unexpectedly with exit code {code}{hint}")
                             return
                     else:

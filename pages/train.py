@@ -130,6 +130,10 @@ def _draw_summary(job) -> None:
         if "diverged" in reason or "not finite" in reason:
             st.info(f"The loss blew up. Lower the learning rate (now {job.train_cfg.lr:g}) in the sidebar, "
                     "e.g. by a factor of 10, and train again.")
+        elif "out of memory" in reason or "not enough memory" in reason:
+            st.info(f"The model did not fit in memory. Lower the code size K (now {job.model_cfg.code_size}), "
+                    f"the hidden layer sizes or the batch size (now {job.train_cfg.batch_size}) in the sidebar; "
+                    "other students' jobs were not affected.")
         return
     m = job.metrics
     if not m:
