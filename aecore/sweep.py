@@ -35,7 +35,7 @@ import numpy as np
 from .config import ConfigError, ModelConfig, TrainConfig, check_number
 
 __all__ = ["SweepPoint", "SweepResult", "SweepOutcome", "BACKENDS", "build_grid", "run_sweep", "train_point",
-           "ray_missing", "add_parser", "run_cli"]
+           "summarize", "ray_missing", "add_parser", "run_cli", "table"]
 
 BACKENDS = ("local", "ray")
 ACTIVE_THRESHOLD = 1e-3  # a code unit counts as active on an example when |h_k| exceeds this
@@ -157,6 +157,26 @@ class SweepOutcome:
     def to_dict(self) -> dict:
         return {"backend": self.backend, "workers": self.workers, "seconds": self.seconds,
                 "results": [r.to_dict() for r in self.results]}
+
+
+SUMMARY_METRICS = ("test_sse", "test_mse", "mean_abs_code", "active_fraction", "seconds")
+
+
+def summarize(results: Sequence[SweepResult]) -> list[dict]:
+    """One row per (K, λ) over the finished seeds: the mean of each metric and its standard
+    deviation across seeds (``<metric>_std``, 0 with one seed); K, then λ, ascending."""
+    groups: dict[tuple[int, float], list[SweepResult]] = {}
+    for r in results:
+        if r.status == "finished":
+            groups.setdefault((r.code_size, r.reg), []).append(r)
+    rows = []
+    for (k, reg), rs in sorted(groups.items()):
+        row = {"code_size": k, "reg": reg, "seeds": len(rs)}
+        for name in SUMMARY_METRICS:
+            vals = np.array([getattr(r, name) for r in rs], dtype=np.float64)
+            row[name], row[f"{name}_std"] = float(vals.mean()), float(vals.std())
+        rows.append(row)
+    return rows
 
 
 def ray_missing() -> str | None:

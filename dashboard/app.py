@@ -28,6 +28,7 @@ pg = st.navigation([
     st.Page(PAGES_DIR / "filters.py", title="Filters", url_path="filters"),
     st.Page(PAGES_DIR / "latent.py", title="Latent space", url_path="latent"),
     st.Page(PAGES_DIR / "compare.py", title="Compare with PCA", url_path="compare"),
+    st.Page(PAGES_DIR / "sweep.py", title="Sweep", url_path="sweep"),
     st.Page(PAGES_DIR / "denoise.py", title="Denoise & inpaint", url_path="denoise"),
     st.Page(PAGES_DIR / "generate.py", title="Generate", url_path="generate"),
     st.Page(PAGES_DIR / "runs.py", title="Runs", url_path="runs"),

@@ -116,7 +116,8 @@ def test_ray_backend_matches_the_local_backend(digits, tmp_path, local_outcome):
 
     store = RunStore(tmp_path)
     events = []
-    assert not ray.is_initialized()
+    if ray.is_initialized():  # left by another test in this process: start a fresh 2-CPU cluster
+        ray.shutdown()
     out = run_sweep(grid(), digits, backend="ray", workers=2, store=store, on_event=events.append)
     assert not ray.is_initialized()  # the local cluster it started is shut down again
     assert out.backend == "ray" and out.workers == 2
