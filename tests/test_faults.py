@@ -221,8 +221,8 @@ def test_one_job_out_of_memory_the_others_go_on_and_finish(monkeypatch, tmp_path
     manager = JobManager(max_jobs=2, store=store, runner=runner)
     if runner == "thread":  # a real OOM inside training, injected into the job with K=13
         bad_mc = ModelConfig(variant="sigmoid", code_size=13)
-        _oom_at_step(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"),
-                     when=lambda mc: mc.code_size == 13, at_call=5)
+        built = _oom_at_step(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"),
+                             when=lambda mc: mc.code_size == 13, at_call=5)
         expect = "out of memory: the run needed more memory than was free"
     else:  # in a child process: the pre-flight estimate refuses a model that cannot fit
         bad_mc = HUGE
@@ -236,6 +236,9 @@ def test_one_job_out_of_memory_the_others_go_on_and_finish(monkeypatch, tmp_path
     good = [jobs[0], *jobs[2:]]
     assert jobs[1].status == "failed" and jobs[1].error.startswith(expect), jobs[1].error
     assert "lower the code size K" in jobs[1].error and jobs[1].model is None
+    if runner == "thread":
+        gc.collect()
+        assert built and all(ref() is None for ref in built)  # the failed job's model is not held anywhere
     assert [j.status for j in good] == ["finished"] * 3, [j.error for j in good]
     assert manager.running == 0
     rows = _store_rows(store)
