@@ -47,8 +47,10 @@ def check_number(name, value, lo=None, hi=None, *, integer=False, lo_open=False)
     if _is_bool(value) or not isinstance(value, numbers.Integral if integer else numbers.Real):
         raise ConfigError(f"{name}={value!r} must be {kind}")
     value = int(value) if integer else (int(value) if isinstance(value, numbers.Integral) else float(value))
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{name}={value!r} must be finite")
+    if isinstance(value, int) and abs(value) > 2**1023:  # past any float: no sensible setting
+        raise ConfigError(f"{name}=<a {len(str(abs(value)))}-digit number> is out of range")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ConfigError(f"{name}={value!r} must be {'>' if lo_open else '>='} {lo}")
     if hi is not None and value > hi:

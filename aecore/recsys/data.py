@@ -619,7 +619,10 @@ def load_ratings_csv(path: str | os.PathLike, split: str = RANDOM, test_fraction
                           np.fromiter((i_index[i] for i in items), np.int64, len(items)),
                           np.asarray(ratings, np.float32), len(user_keys), len(item_keys)))
     if test_path is None:
-        train, test = random_split(rs[0], test_fraction, seed)
+        try:
+            train, test = random_split(rs[0], test_fraction, seed)
+        except DataError as exc:
+            raise DataError(f"ratings file '{p}': {exc}") from None
         split_name = RANDOM
     else:
         train, test = rs
