@@ -9,21 +9,31 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .figures import PALETTE, style_layout
+from .figures import PALETTE, filter_grid, style_layout
 
-__all__ = ["sweep_lines", "METRICS", "lambda_label"]
+__all__ = ["sweep_lines", "filter_panel", "METRICS", "lambda_label"]
 
 # metric -> (name in titles, axis title)
 METRICS = {
-    "test_sse": ("Test error", "test reconstruction error (squared error per image)"),
-    "mean_abs_code": ("Sparsity", "mean |h_k| on the test set (lower = sparser)"),
-    "active_fraction": ("Active units", "fraction of |h_k| > 0.001 on the test set"),
+    "test_sse": ("Test error", "squared error per test image"),
+    "mean_abs_code": ("Sparsity", "mean |h_k| (lower = sparser)"),
+    "active_fraction": ("Active units", "fraction of |h_k| > 0.001"),
 }
 _AXES = {"reg": ("λ", "λ (L1 weight on the code)"), "code_size": ("K", "code size K")}
 
 
 def lambda_label(reg: float) -> str:
     return f"{reg:g}"
+
+
+def filter_panel(W, shape, title: str, max_tiles: int = 64, height: int = 330) -> go.Figure:
+    """``filter_grid`` made compact for a row of small multiples: no colour bar or axis title
+    (the page says once what the colours mean), small margins."""
+    fig = filter_grid(W, shape, title=title, max_tiles=max_tiles, height=height)
+    fig.update_traces(showscale=False)
+    fig.update_layout(margin=dict(l=8, r=8, t=48, b=8))
+    fig.update_xaxes(title_text="")
+    return fig
 
 
 def sweep_lines(rows: Sequence[Mapping], metric: str, x: str = "reg") -> go.Figure:

@@ -17,8 +17,7 @@ from aecore.registry import VARIANTS, variant_names
 from aecore.sweep import build_grid, ray_missing, run_sweep, summarize
 from dashboard import state
 from dashboard.feature_tasks import start_task
-from dashboard.figures import filter_grid
-from dashboard.figures_sweep import lambda_label, sweep_lines
+from dashboard.figures_sweep import filter_panel, lambda_label, sweep_lines
 
 TASK_KEY = "sweep_task"
 POLL_EVERY = 0.5
@@ -173,11 +172,12 @@ def _results(t) -> None:
     for start in range(0, len(shown), per_row):
         cols = st.columns(per_row)
         for col, r in zip(cols, shown[start:start + per_row]):
-            col.plotly_chart(filter_grid(r.W, t.params["shape"], title=f"λ = {lambda_label(r.reg)}", max_tiles=64,
-                                         height=360), key=f"sweep_filters_{r.index}", theme=None)
+            col.plotly_chart(filter_panel(r.W, t.params["shape"], title=f"λ = {lambda_label(r.reg)}"),
+                             key=f"sweep_filters_{r.index}", theme=None)
             col.caption(f"mean |h| {r.mean_abs_code:.3g}, {r.active_fraction:.0%} active, "
                         f"test error {r.test_sse:.3g}")
-    st.caption(f"Rows of W at K = {k} (seed {first_seed}), one colour scale per panel: red positive, blue negative.")
+    st.caption(f"Rows of W at K = {k} (seed {first_seed}), one tile per code unit; each panel has its own "
+               f"symmetric colour scale: red positive, blue negative weights, white zero.")
     st.subheader("Error and sparsity")
     a, b = st.columns(2)
     a.plotly_chart(sweep_lines(rows, "test_sse", "reg"), key="sweep_err_reg", theme=None)
