@@ -492,3 +492,17 @@ def test_train_page_says_what_to_lower_when_memory_ran_out(at):
     assert any("Training failed: out of memory" in e.value for e in at.error)
     hint = " ".join(i.value for i in at.info)
     assert "Lower the code size K (now 77)" in hint and "batch size (now 512)" in hint
+
+
+def test_a_download_temp_file_left_by_a_killed_process_is_swept(flaky, tmp_path):
+    dest = tmp_path / "cache" / "tiny"
+    dest.mkdir(parents=True)
+    orphan, live = dest / "tmpab12cd34", dest / "tmpzz99yy88"  # pooch's temp names
+    orphan.write_bytes(b"half a file")
+    live.write_bytes(b"still arriving")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    body = flaky.body
+    f = RemoteFile("images.bin.gz", hashlib.sha256(body).hexdigest(), len(body))
+    fetch([f], dest, [f"http://127.0.0.1:{flaky.server_address[1]}/files/"])
+    assert sorted(p.name for p in dest.iterdir()) == ["images.bin.gz", "tmpzz99yy88"]

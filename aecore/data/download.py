@@ -13,9 +13,10 @@ from typing import Callable, Sequence
 
 from .errors import DataError
 
-__all__ = ["RemoteFile", "fetch", "TIMEOUT_S"]
+__all__ = ["RemoteFile", "fetch", "sweep_stale", "TIMEOUT_S"]
 
 TIMEOUT_S = 30  # seconds to connect / between bytes; a stalled mirror fails, the next is tried
+STALE_S = 600  # a download temp file untouched this long belongs to a process that was killed
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,26 @@ class _HashingDownloader:
         return result
 
 
+def sweep_stale(dest: Path, max_age: float = STALE_S) -> list[Path]:
+    """Remove pooch's temporary files (``tmpXXXXXXXX``) that a killed process left in ``dest``.
+
+    A live download writes its temp file at least every ``TIMEOUT_S`` seconds (or fails), so
+    one untouched for ``max_age`` seconds is an orphan; the cache keeps only whole files.
+    """
+    import time
+
+    removed = []
+    now = time.time()
+    for p in Path(dest).glob("tmp*"):
+        try:
+            if len(p.name) == 11 and p.is_file() and now - p.stat().st_mtime > max_age:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
@@ -95,6 +116,7 @@ def fetch(
 
     if not base_urls:
         raise DataError(f"no download URL configured for {dest.name}. {hint}".strip())
+    sweep_stale(dest)
     grand_total = sum(f.size for f in files)
     offset = 0
     out: dict[str, Path] = {}
