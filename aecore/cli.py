@@ -99,6 +99,9 @@ def _build_parser() -> _Parser:
     t.add_argument("--out", metavar="DIR", help="save the run here (default: the run store, $AECORE_RUNS)")
     t.add_argument("--no-save", action="store_true", help="do not save the run")
     t.add_argument("--json", action="store_true", help="one JSON object per line; the last holds the metrics")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes torchrun starts (torchrun --nproc_per_node N -m aecore.cli "
+                        "train --distributed ...); --batch-size is per process; rank 0 saves the run")
 
     s = sub.add_parser("show", help="print a saved run's config and metrics")
     s.add_argument("run_dir", metavar="RUN_DIR")
@@ -130,9 +133,15 @@ def _load_data(args):
     return load(args.dataset, root=args.data_dir, download=not args.no_download, progress=progress)
 
 
-def _train(args) -> int:
+def _train(args, session=None) -> int:
     from .config import ModelConfig, TrainConfig
     from .training import Failed, Finished, Progress, Trainer
+
+    if getattr(args, "distributed", False) and session is None:
+        from .distributed import process_group
+        with process_group(args.device) as session:  # torchrun's group; left cleanly on any exit
+            return _train(args, session)
+    main_rank = session is None or session.is_main  # only rank 0 prints and records the run
 
     kind, level = args.noise if args.noise else (None, None)
     if level is not None and kind is None:
@@ -151,11 +160,18 @@ def _train(args) -> int:
                  "value_range": list(data.value_range),
                  "label_names": list(data.label_names) if data.label_names else None}
     store = run_id = None
-    if not args.no_save and not args.out:
+    if not args.no_save and not args.out and main_rank:
         from .runs import RunStore
         store = RunStore()
         run_id = store.start(mc, tc)
-    for ev in Trainer(mc, tc, data).run():
+    if session is not None:
+        from .distributed import DistributedTrainer
+        trainer = DistributedTrainer(mc, tc, data, session)
+    else:
+        trainer = Trainer(mc, tc, data)
+    for ev in trainer.run():
+        if not main_rank and isinstance(ev, (Progress, Finished)):  # the other ranks only train
+            continue
         if isinstance(ev, Progress):
             if args.json:
                 _emit({"event": "progress", "step": ev.step, "epoch": round(ev.epoch, 4), "loss": ev.loss,
@@ -167,7 +183,7 @@ def _train(args) -> int:
         elif isinstance(ev, Failed):
             if store:
                 store.fail(run_id, ev.reason)
-            raise CLIError(f"aecore train: {ev.reason}")
+            raise CLIError(f"aecore train: {'' if main_rank else f'rank {session.rank}: '}{ev.reason}")
         elif isinstance(ev, Finished):
             metrics = dict(ev.metrics)
             if args.out:

@@ -327,11 +327,16 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         model = build_model(mc, D, generator=init_gen).to(device)
         x = as_tensor(x_np, device)  # (N, D) the whole training set, on the device
-        N, B = x.shape[0], min(tc.batch_size, x.shape[0])
-        steps_per_epoch = math.ceil(N / B)
+        N = x.shape[0]
+        n_local = self._shard(torch.arange(N, device=device)).shape[0]  # examples this process sees per epoch
+        B = min(tc.batch_size, n_local)
+        steps_per_epoch = math.ceil(n_local / B)
+        loss_fn = self._loss_fn(model)
         total_steps = steps_per_epoch * tc.epochs
         opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
-        opt = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        # on CUDA one fused kernel updates every parameter (no per-tensor launches, no host sync)
+        fused = {"fused": True} if device.type == "cuda" and opt_cls is torch.optim.Adam else {}
+        opt = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **fused)
         weights = model.loss_weights()
         names = list(weights)
         w_vec = torch.tensor([weights[n] for n in names], device=device)
@@ -406,14 +411,14 @@ class Trainer:
             return ev
 
         for epoch in range(tc.epochs):
-            perm = torch.randperm(N, generator=gen, device=device)
+            perm = self._shard(torch.randperm(N, generator=gen, device=device))
             epoch_acc.zero_()
-            for i in range(0, N, B):
+            for i in range(0, n_local, B):
                 if tc.lr_schedule == "cosine":
                     for group in opt.param_groups:
                         group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
                 xb = x[perm[i:i + B]]
-                terms = model.loss_terms(xb, generator=gen)
+                terms = loss_fn(xb, generator=gen)
                 vec = torch.stack([terms[n] for n in names]) * w_vec
                 loss = vec.sum()
                 opt.zero_grad(set_to_none=True)
@@ -460,6 +465,15 @@ class Trainer:
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
         yield Finished(metrics, tuple(history), model, stopped)
 
+    # --- hooks: here one process trains on every example with the model itself; aecore.distributed
+    # overrides them so that each rank trains on its share through a DistributedDataParallel wrapper
+    def _shard(self, perm: torch.Tensor) -> torch.Tensor:
+        """This process's examples of an epoch, in order, from the epoch's permutation (N,)."""
+        return perm
+
+    def _loss_fn(self, model):
+        """What computes a training step's loss terms: ``fn(xb, generator=g) -> {name: tensor}``."""
+        return model.loss_terms
 
     @staticmethod
     @torch.no_grad()

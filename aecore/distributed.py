@@ -1,0 +1,165 @@
+"""Data-parallel training over several processes with torch.distributed.
+
+Launched by ``torchrun``, which starts one process per rank and gives each its place in the
+environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT):
+
+    torchrun --nproc_per_node 2 -m aecore.cli train --distributed --variant sigmoid -k 32 --dataset digits
+
+Every rank holds the whole training set on its device and builds the same model from the
+same seed. Each epoch all ranks draw the same seeded permutation and take every W-th index of
+it from their rank on (torch's DistributedSampler split: padded by wrap-around to a multiple
+of W, so every rank runs the same number of steps). A step's global batch is therefore the W
+per-rank batches of B examples, i.e. the same examples a single process with batch W*B sees;
+DistributedDataParallel averages the gradients, and since every loss term is a mean over the
+batch, the updates equal those of single-process training with batch W*B, up to the order of
+float reductions (tests/test_distributed.py measures it). Noise and sampling (denoising
+variants, the VAE) draw from a per-rank generator, so those runs are equal in distribution only.
+
+Rank 0 alone records the run; the other ranks only train.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from .training import Finished, Progress, Trainer, resolve_device
+
+__all__ = ["DistributedError", "Session", "DistributedTrainer", "process_group", "torchrun_env"]
+
+_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+LAUNCH_HINT = "torchrun --nproc_per_node N -m aecore.cli train --distributed ..."
+
+
+class DistributedError(ValueError):
+    """Distributed training cannot start here; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Session:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str          # nccl (CUDA) or gloo (CPU)
+    device: torch.device  # this rank's device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def torchrun_env(env=None) -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; a clear error without it."""
+    env = os.environ if env is None else env
+    missing = [k for k in _ENV if not env.get(k)]
+    if missing:
+        raise DistributedError(f"--distributed needs the environment torchrun sets ({', '.join(missing)} "
+                               f"missing); launch it as: {LAUNCH_HINT}")
+    try:
+        rank, world, local = (int(env[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    except ValueError:
+        raise DistributedError(f"RANK={env['RANK']!r}, WORLD_SIZE={env['WORLD_SIZE']!r}, "
+                               f"LOCAL_RANK={env['LOCAL_RANK']!r} must be whole numbers") from None
+    if world < 1 or not 0 <= rank < world or local < 0:
+        raise DistributedError(f"RANK={rank} must lie in [0, WORLD_SIZE={world}) and LOCAL_RANK={local} be >= 0")
+    return rank, world, local
+
+
+def _session(device_name: str, env=None) -> Session:
+    rank, world, local = torchrun_env(env)
+    if device_name == "mps":
+        raise DistributedError("device='mps' cannot train distributed (no torch.distributed backend); "
+                               "use --device cuda or cpu")
+    if device_name in ("auto", "cuda") and torch.cuda.is_available():
+        if local >= torch.cuda.device_count():
+            raise DistributedError(f"LOCAL_RANK={local} has no GPU: this machine has {torch.cuda.device_count()}; "
+                                   f"start at most that many processes per node")
+        torch.cuda.set_device(local)  # so that device 'cuda' in the Trainer is this rank's GPU
+        return Session(rank, world, local, "nccl", torch.device("cuda", local))
+    device = resolve_device("cpu" if device_name == "auto" else device_name)  # 'cuda' without a GPU: its error
+    return Session(rank, world, local, "gloo", device)
+
+
+@contextmanager
+def process_group(device: str = "auto", timeout_s: float = 300.0):
+    """Join torchrun's process group for the ``with`` block and leave it cleanly afterwards.
+
+    ``timeout_s`` bounds how long a rank waits for the others in a collective (a rank that
+    died would otherwise hang the rest). The group is found through torchrun's environment."""
+    session = _session(device)
+    dist.init_process_group(session.backend, timeout=timedelta(seconds=timeout_s),
+                            **({"device_id": session.device} if session.backend == "nccl" else {}))
+    try:
+        yield session
+    except BaseException:
+        # leave at once: another rank may be mid-collective (torchrun ends the rest when one fails)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    # every rank done with its collectives before any tears its connections down
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+class _LossTerms(torch.nn.Module):
+    """The model's loss terms as a ``forward``: DistributedDataParallel synchronises gradients
+    only for what runs through its own ``forward``. Noise draws use this rank's generator."""
+
+    def __init__(self, model: torch.nn.Module, generator: torch.Generator):
+        super().__init__()
+        self.model = model
+        self.generator = generator
+
+    def forward(self, xb: torch.Tensor, generator=None) -> dict:
+        # ``generator`` (the permutation's, shared by all ranks) is ignored: drawing noise from it
+        # would give every rank the same noise and put the ranks' permutations out of step
+        return self.model.loss_terms(xb, generator=self.generator)
+
+
+class DistributedTrainer(Trainer):
+    """A ``Trainer`` for one rank of a ``process_group``: same events, same config.
+
+    ``train_cfg.batch_size`` is the per-rank batch (the global batch is ``world_size`` times it).
+    Progress reports rank 0's loss and the throughput of all ranks; the Finished metrics add
+    ``world_size`` and ``global_batch_size`` and average ``train_loss`` over the ranks.
+    """
+
+    def __init__(self, model_cfg, train_cfg, data, session: Session, **kw):
+        super().__init__(model_cfg, train_cfg, data, **kw)
+        self.session = session
+
+    def _shard(self, perm: torch.Tensor) -> torch.Tensor:
+        W, r = self.session.world_size, self.session.rank
+        pad = (-perm.shape[0]) % W  # wrap around so that every rank gets ceil(N / W) examples
+        if pad:
+            perm = torch.cat([perm, perm[:pad]])
+        return perm[r::W]
+
+    def _loss_fn(self, model):
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        s = self.session
+        gen = torch.Generator(device=s.device).manual_seed(self.train_cfg.seed + 1_000_003 * (s.rank + 1))
+        # DDP broadcasts rank 0's weights now (all ranks built the same ones from the seed anyway)
+        return DDP(_LossTerms(model, gen), device_ids=[s.device.index] if s.backend == "nccl" else None)
+
+    def run(self):
+        W = self.session.world_size
+        for ev in super().run():
+            if isinstance(ev, Progress):
+                ev = dataclasses.replace(ev, samples_per_second=ev.samples_per_second * W)
+            elif isinstance(ev, Finished):
+                m = dict(ev.metrics)
+                loss = torch.tensor([float(m.get("train_loss", float("nan")))], dtype=torch.float64,
+                                    device=self.session.device)
+                dist.all_reduce(loss)  # every rank reaches Finished after the same number of steps
+                m.update(train_loss=float(loss) / W, world_size=W, global_batch_size=self.train_cfg.batch_size * W,
+                         samples_per_second=float(m.get("samples_per_second", 0.0)) * W,
+                         backend=self.session.backend)
+                ev = dataclasses.replace(ev, metrics=m)
+            yield ev
