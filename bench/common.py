@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out"
+# where parts write their tables; `python -m bench --quick` points it at bench/out/quick/ so that
+# CI-sized numbers never mix with the full ones
+OUT = Path(os.environ.get("AECORE_BENCH_OUT") or Path(__file__).resolve().parent / "out")
 
 
 def machine() -> dict:
@@ -74,7 +76,7 @@ def run_cli(args: list[str], threads: int = 1) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.run([sys.executable, "-m", "aecore.cli", *args, "--json"], capture_output=True, text=True,
-                          cwd=OUT.parent.parent, env=env)
+                          cwd=Path(__file__).resolve().parent.parent, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr.strip() or f"aecore {args[0]} exited with {proc.returncode}")
     return [json.loads(line) for line in proc.stdout.strip().splitlines()]

@@ -23,9 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, FIGURES_JS, Server  # noqa: E402
 
-from .common import mmm  # noqa: E402
-
-OUT = ROOT / "bench" / "out"
+from .common import OUT, mmm  # noqa: E402
 
 
 def cli_throughput(args) -> float:

@@ -1,0 +1,115 @@
+"""GPU throughput: aecore's Trainer on CUDA against the reference loop on CUDA, and against a
+hand-captured CUDA graph of the same training step (what removing every launch overhead buys).
+
+    python -m bench.gpu [--steps 3000] [--repeats 3] [--device cuda]
+    bash bench/gpu.sh           # the same, plus bench.training's table on CUDA
+
+Needs only torch, numpy, scikit-learn and safetensors (no Streamlit, no umap, no network): MNIST
+is read from $AECORE_DATA when present, else random data of its shape stands in (throughput
+does not depend on pixel values). Data stays on the GPU; the Trainer syncs with the host only
+at its reporting cadence (set beyond the run here) and uses fused Adam on CUDA.
+Writes bench/out/gpu-<device>.md. ``--device cpu`` runs the same plumbing on a CPU (for a smoke test).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from aecore.models import build_model
+
+from .common import machine_line, mmm, mnist, write
+from .training import MODELS, aecore_rate, reference_rate
+
+GOAL = 1_000_000  # samples/s, 784-256-784 at batch 256 on an H100-class GPU
+
+
+def graphed_rate(mc, data, batch: int, steps: int, device: str) -> float:
+    """One whole training step (forward, backward, fused Adam) captured as a CUDA graph and replayed;
+    each replay first gathers the next batch into the graph's static input."""
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(mc, data.dim).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=True)
+    weights = model.loss_weights()
+    x_all = torch.as_tensor(np.asarray(data.x_train), device=dev)
+    n = x_all.shape[0] - x_all.shape[0] % batch
+    static_x = x_all[:batch].clone()
+
+    def step():
+        terms = model.loss_terms(static_x)
+        loss = sum(weights[k] * v for k, v in terms.items())
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs' docs require
+        for _ in range(3):
+            opt.zero_grad(set_to_none=False)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        opt.zero_grad(set_to_none=False)
+        step()
+    perm = torch.randperm(x_all.shape[0], device=dev)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for i in range(steps):
+        j = (i * batch) % n
+        torch.index_select(x_all, 0, perm[j:j + batch], out=static_x)
+        graph.replay()
+    torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batches", default="128,256")
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU is visible to torch; run with --device cpu for a smoke test", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 as on the CPU: same arithmetic, comparable rates
+    data, real = mnist()
+    lines = [f"# GPU throughput ({args.device})", "", machine_line(),
+             f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'} on the device; {args.steps} steps "
+             f"per measurement, {args.repeats} alternating repeats (min / median / max); TF32 off.", "",
+             "| model | batch | aecore samples/s | reference samples/s | aecore / reference | CUDA graph samples/s | "
+             "aecore / graph |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, mc in MODELS.items():
+        for batch in map(int, args.batches.split(",")):
+            ours, ref, graphed = [], [], []
+            aecore_rate(mc, data, batch, 20, args.device)  # warm-up: kernels, allocator
+            reference_rate(mc, data, batch, 20, args.device)
+            for _ in range(args.repeats):
+                ours.append(aecore_rate(mc, data, batch, args.steps, args.device))
+                ref.append(reference_rate(mc, data, batch, args.steps, args.device))
+                if args.device.startswith("cuda") and mc.variant != "vae":
+                    try:
+                        graphed.append(graphed_rate(mc, data, batch, args.steps, args.device))
+                    except Exception as exc:  # noqa: BLE001  (report, keep measuring the rest)
+                        print(f"CUDA graph capture failed for {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            g_cell = mmm(graphed) if graphed else "n/a"
+            g_ratio = mmm([a / b for a, b in zip(ours, graphed)]) if graphed else "n/a"
+            lines.append(f"| {name} | {batch} | {mmm(ours)} | {mmm(ref)} | {mmm([a / b for a, b in zip(ours, ref)])} | "
+                         f"{g_cell} | {g_ratio} |")
+            print(lines[-1], flush=True)
+    lines += ["", f"Goal: at least {GOAL:,} samples/s for 784-256-784 sigmoid at batch 256 on an H100-class GPU."]
+    text = "\n".join(lines)
+    print(text)
+    write(f"gpu-{args.device.split(':')[0]}", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Growth: how epoch time and peak memory grow with the data, the code size, the depth, and the
+number of ratings; UMAP of 10,000 codes (first call and warm); the dashboard server's peak memory.
+
+    python -m bench.growth [--quick] [--skip-server]
+
+Every measurement runs in a fresh child process (``--one JSON``), so its peak resident memory
+(``ru_maxrss``) is its own: interpreter + torch + data + model + optimizer + one epoch. The
+recommender rows train one epoch of I-AutoRec (Adam, hidden 500) on synthetic ratings with
+MovieLens 100K's density (6.3 %), from 100K to 10M ratings: the ratings are kept as sparse
+triplets / CSR, so memory follows the number of ratings; the dense N x M float32 matrix that
+is never built is shown beside it for scale. Writes bench/out/growth.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ML100K = (943, 1682, 100_000)  # users, items, ratings
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def one_image(spec: dict) -> dict:
+    import torch
+
+    from aecore.config import ModelConfig, TrainConfig
+    from aecore.training import Finished, Progress, Trainer
+
+    from .common import mnist
+
+    torch.set_num_threads(spec["threads"])
+    data, real = mnist()
+    base_mb = _peak_mb()
+    mc = ModelConfig(variant=spec["variant"], code_size=spec["k"], hidden=tuple(spec.get("hidden", ())))
+    tc = TrainConfig(epochs=1, batch_size=256, lr=1e-3, n_train=spec["n"], snapshot_every=1e9, progress_every=1e9)
+    peak = None
+    for ev in Trainer(mc, tc, data).run():
+        if isinstance(ev, Progress):  # the last one comes right after the last step, before the evaluation
+            peak = _peak_mb()
+        if isinstance(ev, Finished):
+            return {"epoch_s": ev.metrics["seconds"], "samples_per_s": ev.metrics["samples_per_second"],
+                    "peak_mb": peak, "after_data_mb": base_mb, "real": real,
+                    "params": sum(p.numel() for p in ev.model.parameters())}
+    raise SystemExit("training failed")
+
+
+def synthetic_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0):
+    """``n_ratings`` distinct (user, item) pairs with ratings 1..5 from a rank-8 model."""
+    import numpy as np
+
+    from aecore.recsys.data import Ratings
+
+    rng = np.random.default_rng(seed)
+    cells = np.unique(rng.integers(0, n_users * n_items, size=int(n_ratings * 1.08), dtype=np.int64))
+    cells = rng.permutation(cells)[:n_ratings]
+    user, item = np.divmod(cells, n_items)
+    u = rng.normal(size=(n_users, 8)).astype(np.float32)
+    v = rng.normal(size=(n_items, 8)).astype(np.float32)
+    score = np.einsum("ij,ij->i", u[user], v[item]) / np.sqrt(8)
+    rating = np.clip(np.rint(3.5 + score), 1, 5).astype(np.float32)
+    return Ratings(user.astype(np.int64), item.astype(np.int64), rating, n_users, n_items)
+
+
+def one_recsys(spec: dict) -> dict:
+    import torch
+
+    from aecore.recsys import make
+
+    torch.set_num_threads(spec["threads"])
+    t = time.perf_counter()
+    train = synthetic_ratings(spec["users"], spec["items"], spec["ratings"])
+    make_s = time.perf_counter() - t
+    base_mb = _peak_mb()
+    model = make("autorec-item", hidden=500, epochs=1, optimizer="adam", lr=1e-3, batch_size=64, valid_fraction=0.0,
+                 threads=spec["threads"])
+    t = time.perf_counter()
+    model.fit(train)
+    return {"epoch_s": time.perf_counter() - t, "make_s": make_s, "ratings": len(train), "peak_mb": _peak_mb(),
+            "after_data_mb": base_mb}
+
+
+def one_umap(spec: dict) -> dict:
+    import numpy as np
+
+    from aecore.embedding import embed_2d
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(10, spec["k"]))
+    codes = (centers[rng.integers(0, 10, spec["n"])] + 0.3 * rng.normal(size=(spec["n"], spec["k"]))).astype(np.float32)
+    out = {}
+    for name in ("first", "warm"):  # the warm call gets other codes (a cache must not answer it)
+        codes = codes + np.float32(1e-3) * rng.normal(size=codes.shape).astype(np.float32)
+        t = time.perf_counter()
+        emb = embed_2d(codes, method="umap", seed=0)
+        out[f"{name}_s"] = time.perf_counter() - t
+    out["method"] = emb[1] if isinstance(emb, tuple) else getattr(emb, "method", "?")
+    out["peak_mb"] = _peak_mb()
+    return out
+
+
+def child(kind: str, spec: dict, timeout: float = 1800) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec.get("threads", 2))}
+    proc = subprocess.run([sys.executable, "-m", "bench.growth", "--one", json.dumps({"kind": kind, **spec})],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _proc_tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(d.name))
+            rss[int(d.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
+def server_memory(epochs: int) -> dict:
+    """Peak resident memory of the Streamlit server and its job children with MNIST chosen and one
+    deep job training on it (a real server, a real Chromium page)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import CHROMIUM, CHROMIUM_ARGS, Server
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="aecore-bench-mem-"))
+    server = Server(tmp)
+    out = {"idle_mb": _proc_tree_rss_mb(server.proc.pid)}
+    peak = 0.0
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{server.url}/?dataset=mnist&variant=sigmoid&K=64&epochs={epochs}&batch=128")
+            button = page.get_by_role("button", name="Train", exact=True)
+            button.wait_for(timeout=120_000)
+            out["page_mb"] = _proc_tree_rss_mb(server.proc.pid)
+            button.click()
+            t = time.perf_counter()
+            done = page.get_by_text("Finished after")
+            while time.perf_counter() - t < 600:
+                peak = max(peak, _proc_tree_rss_mb(server.proc.pid))
+                if done.count():
+                    break
+                time.sleep(0.25)
+            out["train_s"] = time.perf_counter() - t
+            out["after_mb"] = _proc_tree_rss_mb(server.proc.pid)
+            browser.close()
+    finally:
+        server.stop()
+    out["peak_mb"] = peak
+    return out
+
+
+def _fmt(x, spec=".3g"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller grids (CI-sized)")
+    ap.add_argument("--skip-server", action="store_true", help="leave out the dashboard server's memory")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        spec = json.loads(args.one)
+        res = {"image": one_image, "recsys": one_recsys, "umap": one_umap}[spec.pop("kind")](spec)
+        print(json.dumps(res))
+        return 0
+
+    from .common import machine_line, write
+
+    threads = min(2, os.cpu_count() or 1)
+    q = args.quick
+    lines = ["# Growth: epoch time and peak memory", "", machine_line(),
+             "Each row is one fresh process training one epoch (batch 256, Adam) on MNIST; peak = the process's "
+             "maximum resident memory at the end of the epoch (interpreter, torch, MNIST, model, optimizer, the epoch; not the evaluation after it); "
+             "'after data' = the same before the model was built.", ""]
+
+    def table(title, key, rows):
+        lines.extend([f"## {title}", "", f"| {key} | parameters | epoch (s) | samples/s | peak MB | after data MB |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: |"])
+        for label, spec in rows:
+            r = child("image", {**spec, "threads": threads})
+            if "error" in r:
+                lines.append(f"| {label} | failed: {r['error']} | | | | |")
+            else:
+                lines.append(f"| {label} | {r['params']:,} | {r['epoch_s']:.2f} | {r['samples_per_s']:,.0f} | "
+                             f"{r['peak_mb']:.0f} | {r['after_data_mb']:.0f} |")
+            print(lines[-1], flush=True)
+        lines.append("")
+
+    sizes = (10_000, 30_000) if q else (10_000, 20_000, 40_000, 60_000)
+    table("Dataset size (784-256-784 sigmoid)", "training images",
+          [(f"{n:,}", {"variant": "sigmoid", "k": 256, "n": n}) for n in sizes])
+    ks = (16, 256) if q else (16, 64, 256, 1024)
+    table("Code size K (sigmoid, 60,000 images)" if not q else "Code size K (sigmoid, 10,000 images)", "K",
+          [(str(k), {"variant": "sigmoid", "k": k, "n": 10_000 if q else 60_000}) for k in ks])
+    depths = [((), "784-30-784"), ((1000,), "1000"), ((1000, 500), "1000-500"), ((1000, 500, 250), "1000-500-250")]
+    if q:
+        depths = depths[:2]
+    table(f"Depth (deep, K=30, {'10,000' if q else '60,000'} images; hidden layers)", "hidden",
+          [(lab, {"variant": "deep" if h else "sigmoid", "k": 30, "hidden": list(h), "n": 10_000 if q else 60_000})
+           for h, lab in depths])
+
+    scales = (1, 10) if q else (1, 10, 100)
+    lines.extend(["## Recommender: one I-AutoRec epoch (hidden 500, Adam, batch 64) against the number of ratings",
+                  "", "Synthetic ratings (rank-8 model, 1..5) at MovieLens 100K's density (6.3 %): users and items "
+                  "both grow by sqrt(scale).", "",
+                  "| ratings | users x items | dense N x M float32 (never built) | epoch (s) | peak MB | "
+                  "after data MB | ms per 1,000 ratings |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"])
+    for s in scales:
+        f = s ** 0.5
+        users, items, n = round(ML100K[0] * f), round(ML100K[1] * f), ML100K[2] * s
+        r = child("recsys", {"users": users, "items": items, "ratings": n, "threads": threads})
+        dense_mb = users * items * 4 / 2**20
+        if "error" in r:
+            lines.append(f"| {n:,} | {users:,} x {items:,} | {dense_mb:,.0f} MB | failed: {r['error']} | | | |")
+        else:
+            lines.append(f"| {r['ratings']:,} | {users:,} x {items:,} | {dense_mb:,.0f} MB | {r['epoch_s']:.1f} | "
+                         f"{r['peak_mb']:.0f} | {r['after_data_mb']:.0f} | {1e6 * r['epoch_s'] / r['ratings']:.2f} |")
+        print(lines[-1], flush=True)
+    lines.append("")
+
+    n_umap = 2_000 if q else 10_000
+    r = child("umap", {"n": n_umap, "k": 32})
+    lines.extend([f"## UMAP of {n_umap:,} codes (K=32), one fresh process", "",
+                  "| first call (s, includes numba compile) | warm call (s) | goal (warm) | peak MB |",
+                  "| ---: | ---: | --- | ---: |"])
+    if "error" in r:
+        lines.append(f"| failed: {r['error']} | | | |")
+    else:
+        lines.append(f"| {r['first_s']:.1f} | {r['warm_s']:.1f} | < 10 | {r['peak_mb']:.0f} |")
+    lines.append("\nThe dashboard hides the first-call compile: `state.job_manager()` starts a background "
+                 "warm-up (`aecore.embedding.warm_umap`) when the server starts.\n")
+    print(lines[-2], flush=True)
+
+    if not args.skip_server:
+        try:
+            r = server_memory(epochs=1 if q else 3)
+            lines.extend(["## Dashboard server memory (MNIST chosen, one sigmoid K=64 job training on it)", "",
+                          "Resident memory of the Streamlit process and its job child processes together (/proc).",
+                          "", "| server idle (MB) | page open, MNIST loaded (MB) | peak while training (MB) | "
+                          "after the job (MB) | training (s) |", "| ---: | ---: | ---: | ---: | ---: |",
+                          f"| {r['idle_mb']:.0f} | {r['page_mb']:.0f} | {r['peak_mb']:.0f} | {r['after_mb']:.0f} | "
+                          f"{r['train_s']:.1f} |", ""])
+        except Exception as exc:  # noqa: BLE001  (a browser or server problem is reported, not hidden)
+            lines.extend(["## Dashboard server memory", "", f"Not measured: {type(exc).__name__}: {exc}", ""])
+        print(lines[-2], flush=True)
+    text = "\n".join(lines)
+    write("growth", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
