@@ -5,6 +5,8 @@ they rated, their predicted top-10 and how the model did on their held-out ratin
 movies as a new user and watch the reconstruction and the top-10 change; look at a 2-D map of
 the model's item codes coloured by genre; compare the models and baselines trained so far.
 All numbers come from ``aecore.recsys``; MovieLens is never downloaded without a click.
+Instead of MovieLens, a user can upload a ratings file (user, item, rating[, timestamp] per row):
+bad rows are counted and reported, a file with no usable rows is refused with the reason.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from aecore.recsys import explore, make, model_names, movielens_info
 from aecore.recsys.data import load_movielens
 from aecore.recsys.evaluate import evaluate
 from dashboard import figures_recsys as figs
+from dashboard import uploads
 
 DATASET = "movielens-100k"
 SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub", "random")
@@ -43,6 +46,8 @@ PARAMS = {
 PARAMS["autorec-user"] = [(a, f, 100.0 if f == "reg" else d, lo, hi, s, h) for a, f, d, lo, hi, s, h in
                           PARAMS["autorec-item"]]
 RESULT_KEY, BOARD_KEY = "rec_trained", "rec_scoreboard"
+MOVIELENS, UPLOAD = "MovieLens 100K", "Upload a ratings file…"
+UPLOAD_KEY, UPLOAD_MSG, UPLOAD_SESSION = "rec_upload_data", "rec_upload_msg", "rec_upload_session"
 TOP_K = 10
 
 
@@ -51,12 +56,16 @@ def _data_key() -> tuple[str, str]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _data(split: str, key: tuple[str, str]):
+def _data(split: str, key):
+    """MovieLens (``key``: the data folders) or an uploaded file (``key``: its ``uploads.Upload``, whose
+    random id keeps it private to the session that uploaded it)."""
+    if isinstance(key, uploads.Upload):
+        return uploads.load_ratings_upload(key)
     return load_movielens(DATASET, split=split, download=False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _trained(model_name: str, split: str, params: tuple, key: tuple[str, str]):
+def _trained(model_name: str, split: str, params: tuple, key):
     """Fit and evaluate one model (cached per configuration; shared by every session: read only)."""
     data = _data(split, key)
     model = make(model_name, **dict(params)).fit(data.train, data)
@@ -64,7 +73,7 @@ def _trained(model_name: str, split: str, params: tuple, key: tuple[str, str]):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _baseline(name: str, split: str, key: tuple[str, str]):
+def _baseline(name: str, split: str, key):
     data = _data(split, key)
     model = make(name).fit(data.train, data)
     return evaluate(model, data, k=TOP_K)
@@ -84,12 +93,65 @@ def _no_data(info: dict) -> None:
         st.rerun()
 
 
-def _settings() -> tuple[str, str, dict, bool]:
+def _on_upload() -> None:
+    """Store the uploaded ratings file and read it; any problem becomes one message naming the file."""
+    import logging
+
+    ss = st.session_state
+    f = ss.get("rec_upload")
+    if f is None:
+        return
+    session_key = ss.setdefault(UPLOAD_SESSION, uploads.new_session_key())
+    try:
+        up = uploads.save_upload(f, f.name, session_key, allowed=uploads.RATINGS_SUFFIXES)
+        data = _data(_upload_split(up), up)
+    except DataError as exc:
+        ss[UPLOAD_MSG] = f"Could not use the upload: {exc}"
+        return
+    except Exception as exc:  # noqa: BLE001 - a reader bug must not show a traceback; it is logged
+        logging.getLogger(__name__).exception("ratings upload %r failed", getattr(f, "name", "?"))
+        ss[UPLOAD_MSG] = f"Could not use the upload '{uploads.display_name(f.name)}': {type(exc).__name__} while reading it"
+        return
+    ss[UPLOAD_KEY] = (up, data.n_users, data.n_items, len(data.train) + len(data.test), dict(data.skipped))
+    ss.pop(UPLOAD_MSG, None)
+
+
+def _upload_source() -> tuple[str, object] | None:
+    """The uploader and what the current upload holds: (split label, key for ``_data``), or None."""
+    st.file_uploader("Ratings file", type=[s.lstrip(".") for s in uploads.RATINGS_SUFFIXES], key="rec_upload",
+                     on_change=_on_upload,
+                     help="One rating per row: user, item, rating[, timestamp]; comma, tab, semicolon, '|' or "
+                          "spaces between fields; an optional header (user,item,rating). Ids may be any text; "
+                          "10 % of the ratings are held out at random for testing.")
+    msg = st.session_state.get(UPLOAD_MSG)
+    if msg:
+        st.error(msg)
+    hit = st.session_state.get(UPLOAD_KEY)
+    if hit is None:
+        if not msg:
+            st.info("Upload a ratings file to train on it.")
+        return None
+    up, n_users, n_items, n_ratings, skipped = hit
+    text = f"**{up.display}**: {n_ratings:,} ratings by {n_users:,} users of {n_items:,} items."
+    if skipped:
+        text += (f" Skipped {sum(skipped.values()):,} bad row(s): "
+                 + ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in skipped.items()) + ".")
+    (st.warning if skipped else st.caption)(text)
+    return _upload_split(up), up
+
+
+def _upload_split(up) -> str:
+    return f"{up.display} (random 10 % held out)"
+
+
+def _settings(splits: bool = True) -> tuple[str, str, dict, bool]:
     c1, c2, c3 = st.columns([2, 1, 1])
     model_name = c1.selectbox("Model", list(MODEL_LABELS), format_func=MODEL_LABELS.get, key="rec_model")
-    split = c2.selectbox("Split", SPLITS, key="rec_split",
-                         help="u1..u5: the official 80/20 folds; ua, ub: 10 ratings per user held out; "
-                              "random: a seeded 90/10 split")
+    split = "random"
+    if splits:
+        split = c2.selectbox("Split", SPLITS, key="rec_split",
+                             help="u1..u5: the official 80/20 folds; ua, ub: 10 ratings per user held out; "
+                                  "random: a seeded 90/10 split")
     with_baselines = c3.checkbox("also fit the baselines", value=True, key="rec_baselines",
                                  help="global mean, biased baseline, biased MF, and Surprise SVD if installed")
     params = {}
@@ -104,8 +166,7 @@ def _settings() -> tuple[str, str, dict, bool]:
     return model_name, split, params, with_baselines
 
 
-def _train(model_name: str, split: str, params: dict, with_baselines: bool) -> None:
-    key = _data_key()
+def _train(model_name: str, split: str, params: dict, with_baselines: bool, key) -> None:
     frozen = tuple(sorted(params.items()))
     with st.spinner(f"Training {MODEL_LABELS[model_name]} on split {split}… (I-AutoRec: about half a minute)"):
         try:
@@ -113,7 +174,7 @@ def _train(model_name: str, split: str, params: dict, with_baselines: bool) -> N
         except (ValueError, DataError) as exc:
             st.error(f"Training failed: {exc}")
             return
-    st.session_state[RESULT_KEY] = (model_name, split, frozen)
+    st.session_state[RESULT_KEY] = (model_name, split, frozen, key)
     board = st.session_state.setdefault(BOARD_KEY, {})
     board[(split, f"{model_name} {dict(frozen)}")] = {"model": MODEL_LABELS[model_name].split(" (")[0],
                                                       "settings": ", ".join(f"{k}={v}" for k, v in frozen),
@@ -214,23 +275,33 @@ def _scores_tab(split: str) -> None:
 st.title("Recommend")
 st.caption("A ratings matrix is mostly empty. An autoencoder trained only on the known ratings fills in the rest; "
            "the highest predicted ratings become recommendations.")
-info = movielens_info(DATASET)
-if not info["available_offline"]:
-    _no_data(info)
-    st.stop()
-
-model_name, split, params, with_baselines = _settings()
+source = st.radio("Ratings", [MOVIELENS, UPLOAD], horizontal=True, key="rec_source",
+                  help="MovieLens 100K from GroupLens, or your own file of user, item, rating rows.")
+if source == UPLOAD:
+    picked = _upload_source()
+    if picked is None:
+        st.stop()
+    split_label, data_key = picked
+    model_name, _, params, with_baselines = _settings(splits=False)
+    split = split_label
+else:
+    info = movielens_info(DATASET)
+    if not info["available_offline"]:
+        _no_data(info)
+        st.stop()
+    data_key = _data_key()
+    model_name, split, params, with_baselines = _settings()
 if st.button("Train", type="primary", key="rec_train"):
-    _train(model_name, split, params, with_baselines)
+    _train(model_name, split, params, with_baselines, data_key)
 
 trained = st.session_state.get(RESULT_KEY)
-if trained is None:
+if trained is None or (trained[3] != data_key):  # trained on the other source: train again here
     st.info("Choose a model and press **Train** (it is trained once per setting and then kept).")
     st.stop()
-t_model, t_split, t_params = trained
+t_model, t_split, t_params, t_key = trained
 with st.spinner("Loading the trained model…"):
-    model, metrics = _trained(t_model, t_split, t_params, _data_key())
-data = _data(t_split, _data_key())
+    model, metrics = _trained(t_model, t_split, t_params, t_key)
+data = _data(t_split, t_key)
 st.success(f"{MODEL_LABELS[t_model]} on split {t_split}: RMSE {_fmt(metrics['rmse'])}, MAE {_fmt(metrics['mae'])}, "
            f"Recall@{TOP_K} {_fmt(metrics[f'recall@{TOP_K}'])}, NDCG@{TOP_K} {_fmt(metrics[f'ndcg@{TOP_K}'])} "
            f"(best epoch {getattr(model, 'best_epoch_', '–')}, {model.fit_seconds_:.0f} s)")

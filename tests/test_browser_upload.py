@@ -75,3 +75,31 @@ def test_good_npy_upload_trains(server, page, tmp_path):
     assert "my blobs.npy" in body
     assert errors(page) == []
     shot(page, "upload-good-npy-trained")
+
+
+def test_recommend_ratings_upload_bad_then_good(server, page, tmp_path):
+    bad = tmp_path / "bad ratings.csv"
+    bad.write_text("user,item,rating\n1,2,great\n3,4,awful\n")
+    rng = np.random.default_rng(2)
+    rows = ["user,item,rating"] + [f"{u},{i},{rng.integers(1, 6)}" for u in range(1, 21) for i in range(1, 11)
+                                   if rng.random() < 0.6]
+    good = tmp_path / "good ratings.csv"
+    good.write_text("\n".join(rows + ["5,5,nan", "7"]) + "\n")
+    page.goto(server.url + "/recommend")
+    page.get_by_role("heading", name="Recommend").first.wait_for(timeout=60_000)
+    page.get_by_text("Upload a ratings file…").click()
+    uploader = page.locator(f'[data-testid="stMain"] {UPLOADER}').first
+    uploader.wait_for(state="attached", timeout=30_000)
+    uploader.set_input_files(str(bad))
+    page.get_by_text("Could not use the upload").first.wait_for(timeout=30_000)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert "ratings file 'bad ratings.csv': no usable rows (2 bad_rating)" in main
+    assert str(tmp_path) not in main and page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "upload-ratings-bad")
+    uploader.set_input_files(str(good))
+    page.get_by_text("Skipped 2 bad row(s)").first.wait_for(timeout=30_000)
+    assert "1 bad rating, 1 wrong field count" in page.locator('[data-testid="stMain"]').inner_text()
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("good ratings.csv (random 10 % held out): RMSE").first.wait_for(timeout=180_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "upload-ratings-trained")

@@ -254,3 +254,48 @@ def test_url_cannot_name_an_upload(at):
     assert not at.exception
     assert at.session_state["train_cfg"].dataset == "digits"
     assert any("dataset='upload:0123456789ab:their.npy' ignored" in w.value for w in at.warning)
+
+
+# --------------------------------------------------------------------------- the Recommend page (AppTest)
+def _recommend(at):
+    at.run()
+    at.switch_page("../pages/recommend.py").run()
+    at.radio(key="rec_source").set_value("Upload a ratings file…").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_recommend_upload_choice_without_a_file_waits_for_one(at, monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_DATA", str(tmp_path / "no-movielens"))  # the upload needs no MovieLens
+    _recommend(at)
+    assert any("Upload a ratings file to train on it." in i.value for i in at.info)
+    assert not any(b.label == "Train" for b in at.button)
+    assert not any("MovieLens 100K is not on this machine" in i.value for i in at.info)
+
+
+def test_recommend_trains_on_an_uploaded_file_and_reports_bad_rows(at, monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_DATA", str(tmp_path / "no-movielens"))
+    rng = np.random.default_rng(1)
+    rows = ["user;item;rating"] + [f"u{u};m{i};{rng.integers(1, 6)}" for u in range(25) for i in range(12)
+                                   if rng.random() < 0.6]
+    rows += ["u1;m1;seven", "u2;m2", "u3;m3;inf"]
+    up = uploads.save_upload("\n".join(rows).encode(), "class ratings.csv", uploads.new_session_key(),
+                             allowed=uploads.RATINGS_SUFFIXES)
+    data = uploads.load_ratings_upload(up)
+    n = len(data.train) + len(data.test)
+    at.session_state["rec_upload_data"] = (up, data.n_users, data.n_items, n, dict(data.skipped))
+    _recommend(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert f"**class ratings.csv**: {n:,} ratings by 25 users of 12 items." in warning
+    assert "Skipped 3 bad row(s): 2 bad rating, 1 wrong field count." in warning
+    assert not any(s.label == "Split" for s in at.selectbox)  # a file is split at random
+    at.selectbox(key="rec_model").set_value("autorec-item").run()
+    at.number_input(key="rec_autorec-item_hidden").set_value(8)
+    at.number_input(key="rec_autorec-item_epochs").set_value(3)
+    at.checkbox(key="rec_baselines").uncheck()
+    at.run()
+    at.button(key="rec_train").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert "I-AutoRec" in at.success[0].value and "class ratings.csv (random 10 % held out)" in at.success[0].value
+    frames = [df.value for df in at.dataframe]  # the user tab names items by the file's ids
+    assert any("title" in f.columns and len(f) and f["title"].astype(str).str.fullmatch(r"m\d+").all() for f in frames)
