@@ -57,7 +57,7 @@ from .data.errors import DataError
 
 __all__ = [
     "Corpus", "NEWSGROUPS", "newsgroups_dir", "newsgroups_hint", "load_20newsgroups", "load_text_dir",
-    "load_text_csv", "load_corpus", "BagOfWords", "DocumentAE", "DocTrainConfig", "train_document_ae", "encode_docs",
+    "load_text_csv", "load_text_zip", "load_corpus", "BagOfWords", "DocumentAE", "DocTrainConfig", "train_document_ae", "encode_docs",
     "fit_lsa", "LSA", "RECALL_LEVELS", "REPORT_LEVELS", "precision_at_recall", "nearest", "unit_top_words",
     "DocumentsResult", "run_documents", "doc_title",
 ]
@@ -257,6 +257,65 @@ def load_text_dir(path: str | os.PathLike, test_size: float = 0.3, seed: int = 0
     return _corpus_from(folder.name, texts, labels, test_size, seed, f"text folder '{folder}'")
 
 
+MAX_ZIP_BYTES = 256 << 20  # uncompressed text in one zip of documents
+MAX_ZIP_FILES = 50_000
+MAX_ZIP_RATIO = 200  # uncompressed / compressed size of an entry; beyond it a zip bomb is likelier than text
+
+
+def load_text_zip(path: str | os.PathLike, test_size: float = 0.3, seed: int = 0,
+                  max_bytes: int = MAX_ZIP_BYTES) -> Corpus:
+    """A zip of text files, one folder per label (``<label>/<file>``, optionally under one top
+    folder), read in memory: nothing is extracted. Entries with absolute or ``..`` names, and
+    archives over ``max_bytes`` uncompressed or with an implausible compression ratio, are refused."""
+    import zipfile
+
+    p = Path(path).expanduser()
+    what = f"zip file '{p}'"
+    try:
+        zf = zipfile.ZipFile(p)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DataError(f"{what} cannot be opened as a zip archive: {exc}") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        for i in infos:
+            name = i.filename.replace("\\", "/")
+            if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
+                raise DataError(f"{what}: entry '{i.filename}' has an absolute or '..' path; refused")
+        if len(infos) > MAX_ZIP_FILES:
+            raise DataError(f"{what} holds {len(infos)} files, over the limit of {MAX_ZIP_FILES}")
+        total = sum(i.file_size for i in infos)
+        if total > max_bytes:
+            raise DataError(f"{what} unpacks to {total / 1e6:.0f} MB, over the limit of {max_bytes / 1e6:.0f} MB")
+        for i in infos:
+            if i.file_size > MAX_FILE_BYTES:
+                raise DataError(f"{what}: '{i.filename}' is {i.file_size} bytes, over {MAX_FILE_BYTES}")
+            if i.file_size > (1 << 20) and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
+                raise DataError(f"{what}: '{i.filename}' expands {i.file_size / max(i.compress_size, 1):.0f}x "
+                                "(a zip bomb?); refused")
+        parts = [[s for s in i.filename.replace("\\", "/").split("/") if s] for i in infos]
+        keep = [(i, pp) for i, pp in zip(infos, parts) if not any(s.startswith(".") or s == "__MACOSX" for s in pp)]
+        tops = {pp[0] for _, pp in keep if len(pp) > 1}
+        depth = 1 if len(tops) == 1 and any(len(pp) > 2 for _, pp in keep) else 0  # one wrapping folder
+        texts, labels, skipped = [], [], 0
+        for i, pp in keep:
+            if len(pp) < depth + 2:
+                skipped += 1  # a file outside any label folder
+                continue
+            try:
+                raw = zf.read(i)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+                raise DataError(f"{what}: '{i.filename}' cannot be read: {exc}") from None
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(raw.decode("latin-1"))
+            labels.append(pp[depth])
+    if not texts:
+        raise DataError(f"{what} has no text files in label folders; put each label's files into their own "
+                        f"folder ('<label>/<file>.txt')" + (f" ({skipped} files were outside any folder)" if skipped else ""))
+    return _corpus_from(p.stem, texts, labels, test_size, seed, what)
+
+
 TEXT_COLUMNS = ("text", "document", "doc", "body", "content")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y", "group")
 
@@ -307,6 +366,8 @@ def load_corpus(dataset: str | None = None, text_dir: str | os.PathLike | None =
         p = Path(text_dir).expanduser()
         if p.is_file() and p.suffix.lower() == ".csv":
             return load_text_csv(p, test_size, seed)
+        if p.is_file() and p.suffix.lower() == ".zip":
+            return load_text_zip(p, test_size, seed)
         return load_text_dir(p, test_size, seed)
     return load_text_csv(csv_path, test_size, seed)
 

@@ -14,12 +14,14 @@ import streamlit as st
 from aecore.documents import (DocTrainConfig, doc_title, load_corpus, nearest, newsgroups_dir, newsgroups_hint,
                               run_documents, unit_top_words)
 from aecore.embedding import embed_2d, sample_indices, umap_ready, start_umap_warmup, METHOD_LABELS
+from aecore.data import DataError
+from dashboard import uploads
 from dashboard.feature_tasks import start_task
 from dashboard.figures_features import document_map, precision_recall, unit_words
 
 KEY = "documents_task"
 MAX_MAP_POINTS = 3000
-SOURCES = ("20 Newsgroups", "A folder of text files or a CSV")
+SOURCES = ("20 Newsgroups", "Upload a CSV or a zip of text folders")
 
 st.title("Documents")
 st.markdown(
@@ -28,6 +30,41 @@ st.markdown(
     "LSA (a truncated SVD of the tf-idf matrix) gives another at the same K. Every test document then "
     "asks for its most similar test documents by the cosine of their codes: the better code retrieves "
     "more documents from the query's own group (Hinton & Salakhutdinov, *Science* 2006, Fig. 4).")
+
+UPLOAD_KEY, UPLOAD_MSG, UPLOAD_SESSION = "doc_upload_file", "doc_upload_msg", "doc_upload_session"
+
+
+def _on_doc_upload() -> None:
+    """Store the uploaded documents and read them once; a problem becomes one message naming the file."""
+    import logging
+
+    ss = st.session_state
+    f = ss.get("doc_upload")
+    if f is None:
+        return
+    session_key = ss.setdefault(UPLOAD_SESSION, uploads.new_session_key())
+    try:
+        up = uploads.save_upload(f, f.name, session_key, allowed=(".csv", ".zip"))
+        try:
+            corpus = load_corpus(text_dir=up.path)
+        except DataError as exc:
+            # name the file as the user called it, never the server path
+            raise DataError(str(exc).replace(str(up.path), up.display).replace(up.path.stem, up.display)) from None
+    except DataError as exc:
+        ss.pop(UPLOAD_KEY, None)
+        ss[UPLOAD_MSG] = ("error", f"Could not use the upload: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - a reader bug must not show a traceback; it is logged
+        logging.getLogger(__name__).exception("documents upload %r failed", getattr(f, "name", "?"))
+        ss.pop(UPLOAD_KEY, None)
+        ss[UPLOAD_MSG] = ("error", f"Could not use the upload '{uploads.display_name(f.name)}': "
+                                   f"{type(exc).__name__} while reading it")
+        return
+    ss[UPLOAD_KEY] = up
+    ss[UPLOAD_MSG] = ("ok", f"{up.display}: {corpus.n_train + corpus.n_test} documents in "
+                            f"{len(corpus.label_names)} labels ({', '.join(corpus.label_names[:8])}"
+                            f"{', ...' if len(corpus.label_names) > 8 else ''})")
+
 
 # --- settings -----------------------------------------------------------------------------------
 source = st.radio("Documents", SOURCES, horizontal=True, key="doc_source")
@@ -42,9 +79,20 @@ if source == SOURCES[0]:
     else:
         st.caption(f"20 Newsgroups (bydate): {found}")
 else:
-    path = st.text_input("Folder with one sub-folder of text files per label, or a CSV file of (text, label)",
-                         key="doc_path", placeholder="/path/to/folder or /path/to/file.csv").strip()
-    can_run = bool(path)
+    # the browser names no server path: the documents come as an upload, stored under a
+    # server-chosen name in this session's upload folder
+    st.file_uploader("A CSV of (text, label) rows, or a zip with one folder of text files per label",
+                     type=["csv", "zip"], key="doc_upload", on_change=_on_doc_upload,
+                     help=f"Up to {uploads.max_upload_bytes() >> 20} MB. The CSV may have a header naming its "
+                          "text and label columns; 30 % of each label is held out for testing.")
+    kind, msg = st.session_state.get(UPLOAD_MSG, (None, None))
+    if kind == "error":
+        st.error(msg)
+    elif kind == "ok":
+        st.caption(msg)
+    up = st.session_state.get(UPLOAD_KEY)
+    path = str(up.path) if up is not None and up.path.is_file() else None
+    can_run = path is not None
 
 c1, c2, c3, c4 = st.columns(4)
 code_size = c1.number_input("Code size K", min_value=1, max_value=200, value=10, step=1, key="doc_k")

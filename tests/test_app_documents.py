@@ -1,8 +1,10 @@
 """AppTest of the Documents page: the data-root hint, and a small run on a tiny corpus shows its figures."""
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -39,15 +41,34 @@ def test_without_20newsgroups_the_page_says_where_to_put_it(at, tmp_path):
     assert not at.get("plotly_chart")
 
 
-def test_a_small_run_shows_curves_map_neighbours_and_unit_words(at, tmp_path):
-    root = tmp_path / "docs"
-    for group, texts in (("space", SPACE), ("cars", CARS)):
-        (root / group).mkdir(parents=True)
-        for i, t in enumerate(texts):
-            (root / group / f"{i}.txt").write_text(t)
+def zipped_corpus() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for group, texts in (("space", SPACE), ("cars", CARS)):
+            for i, t in enumerate(texts):
+                z.writestr(f"mydocs/{group}/{i}.txt", t)
+    return buf.getvalue()
+
+
+def test_the_upload_choice_offers_no_server_path_and_trains_only_with_an_upload(at):
     open_page(at)
-    at.radio(key="doc_source").set_value("A folder of text files or a CSV").run()
-    at.text_input(key="doc_path").input(str(root)).run()
+    at.radio(key="doc_source").set_value("Upload a CSV or a zip of text folders").run()
+    assert not at.exception and len(at.get("file_uploader")) == 1
+    assert "doc_path" not in [w.key for w in at.text_input]  # no box for a server folder any more
+    assert at.button(key="doc_train").disabled  # nothing uploaded yet
+
+
+def test_a_small_run_shows_curves_map_neighbours_and_unit_words(at, tmp_path):
+    from dashboard import uploads
+
+    open_page(at)
+    at.radio(key="doc_source").set_value("Upload a CSV or a zip of text folders").run()
+    # AppTest cannot drive st.file_uploader: store the upload as the page's callback does
+    key = uploads.new_session_key()
+    at.session_state["doc_upload_session"] = key
+    at.session_state["doc_upload_file"] = uploads.save_upload(zipped_corpus(), "my docs.zip", key,
+                                                              allowed=(".csv", ".zip"))
+    at.run()
     at.number_input(key="doc_k").set_value(2)
     at.number_input(key="doc_epochs").set_value(5)
     at.text_input(key="doc_hidden").input("8").run()

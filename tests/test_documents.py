@@ -221,3 +221,58 @@ def test_real_20newsgroups_loads_and_retrieves_above_chance():
     assert len(res.vocabulary) == 2000
     # 20 balanced groups: chance precision is ~0.05; both codes must do far better at recall 0.1
     assert res.precision["lsa"][0.1] > 0.12 and res.precision["ae"][0.1] > 0.1
+
+
+# --- a zip of label folders (the Documents page's upload) -------------------------------------------
+def _zip(tmp_path, entries: dict, name="docs.zip", method=None) -> "Path":
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", compression=method or zipfile.ZIP_DEFLATED) as z:
+        for n, text in entries.items():
+            z.writestr(n, text)
+    return path
+
+
+def test_a_zip_of_label_folders_is_read_without_extracting(tmp_path):
+    from aecore.documents import load_corpus, load_text_zip
+
+    texts = {f"{g}/{i}.txt": f"{g} words number {i}" for g in ("alpha", "beta") for i in range(6)}
+    flat = load_text_zip(_zip(tmp_path, texts), seed=0)
+    wrapped = load_corpus(text_dir=_zip(tmp_path, {f"top/{k}": v for k, v in texts.items()} | {"top/README": "x"},
+                                        name="w.zip"))
+    for c in (flat, wrapped):
+        assert c.label_names == ("alpha", "beta") and c.n_train + c.n_test == 12
+        for t, y in zip(c.texts_train + c.texts_test, list(c.y_train) + list(c.y_test)):
+            assert t.startswith(c.label_names[y])  # each text carries the label of its folder
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "docs.zip", tmp_path / "w.zip"]  # nothing was extracted
+
+
+@pytest.mark.parametrize("entries, words", [
+    ({"../evil/a.txt": "x", "ok/b.txt": "y"}, "'..' path"),
+    ({"/abs/a.txt": "x", "ok/b.txt": "y"}, "absolute"),
+    ({"loose.txt": "x"}, "no text files in label folders"),
+    ({"a/1.txt": "only one label", "a/2.txt": "still one"}, "at least 2 labels"),
+])
+def test_bad_document_zips_are_refused_by_name(tmp_path, entries, words):
+    from aecore.data import DataError
+    from aecore.documents import load_text_zip
+
+    with pytest.raises(DataError, match="zip file") as e:
+        load_text_zip(_zip(tmp_path, entries))
+    assert words in str(e.value)
+
+
+def test_a_document_zip_bomb_and_a_non_zip_are_refused(tmp_path):
+    from aecore.data import DataError
+    from aecore.documents import load_text_zip
+
+    bomb = _zip(tmp_path, {"a/1.txt": "0" * (9 << 20), "b/1.txt": "y"})  # 9 MB of zeros packs to ~9 kB
+    with pytest.raises(DataError, match="zip bomb"):
+        load_text_zip(bomb)
+    with pytest.raises(DataError, match="over the limit"):
+        load_text_zip(_zip(tmp_path, {"a/1.txt": "x" * 2000, "b/1.txt": "y" * 2000}, name="big.zip"), max_bytes=1000)
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="cannot be opened as a zip"):
+        load_text_zip(junk)

@@ -244,8 +244,6 @@ def test_a_dataset_query_param_that_is_not_a_registry_name_is_rejected_and_never
     at.button(key="train_start")  # the page is still there and usable
 
 
-@pytest.mark.xfail(strict=True, reason="pages/documents.py still offers a text box for a server folder or CSV "
-                                      "path (doc_path); not this helper's file: reported in issue 8's note")
 def test_no_page_offers_a_text_box_for_a_server_path():
     hits = []
     for p in sorted((REPO / "pages").glob("*.py")):
