@@ -288,13 +288,18 @@ def _on_upload(key: str) -> None:
     if f is None:  # the file was removed from the uploader
         return
     session_key = ss.setdefault(_UPLOAD_SESSION, uploads.new_session_key())
+    up = None
     try:
         up = uploads.save_upload(f, f.name, session_key)
         ds = uploads.load_upload(up)
     except DataError as exc:
+        if up is not None:
+            uploads.discard(up)
         ss[_UPLOAD_MSG] = ("error", f"Could not use the upload: {exc}")
         return
     except Exception as exc:  # noqa: BLE001 - a parser bug must not show a traceback; it is logged
+        if up is not None:
+            uploads.discard(up)
         logging.getLogger(__name__).exception("upload %r failed", getattr(f, "name", "?"))
         ss[_UPLOAD_MSG] = ("error", f"Could not use the upload '{uploads.display_name(f.name)}': "
                                     f"{type(exc).__name__} while reading it")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -28,11 +27,11 @@ from aecore.data import DataError, Dataset, cache_dir, load_file
 
 __all__ = ["Upload", "new_session_key", "session_dir", "display_name", "save_upload", "load_upload",
            "load_ratings_upload", "is_upload_name", "max_upload_bytes", "max_data_bytes", "DATA_SUFFIXES",
-           "RATINGS_SUFFIXES", "KEEP"]
+           "RATINGS_SUFFIXES", "KEEP", "discard"]
 
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".zip")  # arrays, CSV, or a zip of PNG/JPEG images
 RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".data")
-KEEP = 5  # uploads kept on disk per session
+KEEP = 3  # uploads kept per session (on disk, and loaded in the session's memory)
 _CHUNK = 1 << 20
 _KEY = re.compile(r"^[0-9a-f]{16}$")
 _NAME = re.compile(r"^upload:([0-9a-f]{12}):[A-Za-z0-9 ._-]{1,80}$")
@@ -45,8 +44,8 @@ def max_upload_bytes() -> int:
 
 def max_data_bytes() -> int:
     """Largest uncompressed content of an upload (.npz / .zip) and its decoded pixels:
-    ``$AECORE_MAX_UPLOAD_DATA_MB`` (default 256)."""
-    return env_int("AECORE_MAX_UPLOAD_DATA_MB", 256) << 20
+    ``$AECORE_MAX_UPLOAD_DATA_MB`` (default 128; as float32 that is 512 MB of memory)."""
+    return env_int("AECORE_MAX_UPLOAD_DATA_MB", 128) << 20
 
 
 def new_session_key() -> str:
@@ -172,6 +171,6 @@ def load_ratings_upload(upload: Upload, **kwargs):
     return replace(data, name=upload.display, source=upload.display)
 
 
-def remove_session(session_key: str) -> None:
-    """Delete a session's uploads (a session that ends)."""
-    shutil.rmtree(session_dir(session_key), ignore_errors=True)
+def discard(upload: Upload) -> None:
+    """Delete a stored upload (one that could not be read: it must not take a slot of the session's)."""
+    upload.path.unlink(missing_ok=True)

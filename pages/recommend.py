@@ -102,13 +102,18 @@ def _on_upload() -> None:
     if f is None:
         return
     session_key = ss.setdefault(UPLOAD_SESSION, uploads.new_session_key())
+    up = None
     try:
         up = uploads.save_upload(f, f.name, session_key, allowed=uploads.RATINGS_SUFFIXES)
         data = _data(_upload_split(up), up)
     except DataError as exc:
+        if up is not None:
+            uploads.discard(up)
         ss[UPLOAD_MSG] = f"Could not use the upload: {exc}"
         return
     except Exception as exc:  # noqa: BLE001 - a reader bug must not show a traceback; it is logged
+        if up is not None:
+            uploads.discard(up)
         logging.getLogger(__name__).exception("ratings upload %r failed", getattr(f, "name", "?"))
         ss[UPLOAD_MSG] = f"Could not use the upload '{uploads.display_name(f.name)}': {type(exc).__name__} while reading it"
         return

@@ -299,3 +299,11 @@ def test_recommend_trains_on_an_uploaded_file_and_reports_bad_rows(at, monkeypat
     assert "I-AutoRec" in at.success[0].value and "class ratings.csv (random 10 % held out)" in at.success[0].value
     frames = [df.value for df in at.dataframe]  # the user tab names items by the file's ids
     assert any("title" in f.columns and len(f) and f["title"].astype(str).str.fullmatch(r"m\d+").all() for f in frames)
+
+
+def test_an_unreadable_upload_is_discarded(key):
+    up = uploads.save_upload(b"1,2\n3\n", "bad.csv", key)
+    with pytest.raises(DataError):
+        uploads.load_upload(up)
+    uploads.discard(up)
+    assert _files(uploads.session_dir(key)) == []  # it takes none of the session's KEEP slots
