@@ -430,6 +430,24 @@ def test_bad_setting_cli_prints_one_line_naming_it(capsys, field, kwargs, argv, 
         assert f"aecore: error: {message}" in err, err
 
 
+@pytest.mark.parametrize("name, make, message", [
+    ("ragged.csv", lambda p: p.write_text("1,2,3\n4,5\n"), "data file '{p}': row 2 has 2 values, expected 3"),
+    ("objects.npy", lambda p: np.save(p, np.array([None], dtype=object)), "holds Python objects (pickled)"),
+    ("escape.zip", lambda p: zipfile.ZipFile(p, "w").writestr("../x.png", b"x"),
+     "zip file '{p}': entry '../x.png' points outside the archive"),
+    ("empty.npz", lambda p: p.write_bytes(b""), "data file '{p}': empty file (0 bytes)"),
+])
+def test_bad_data_file_cli_prints_one_line_naming_it(capsys, tmp_path, name, make, message):
+    from aecore.cli import main
+
+    path = tmp_path / name
+    make(path)
+    code = main(["train", "--variant", "tied", "--data-file", str(path), "-k", "2", "--epochs", "1", "--no-save"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert name in err and message.format(p=path) in err, err
+
+
 def test_bad_settings_in_the_url_warn_and_fall_back(at):
     """?K=0&lr=1e6&...: each bad parameter gets a warning naming it; the settings fall back and stay valid."""
     at.query_params.update({"variant": "sparse", "K": "0", "lr": "1e6", "reg": "-1", "level": "nan",
