@@ -102,25 +102,33 @@ class JobManager:
     def submit(self, model_cfg, train_cfg, data, data_info: dict | None = None, save: bool = True,
                owner: str | None = None) -> JobRecord:
         """Queue a job. ``owner`` (default: the Streamlit session running this script, if any) gets the
-        per-session caps of ``dashboard.limits``: a job beyond one raises ``LimitError`` saying which."""
+        per-session caps of ``dashboard.limits``: a job beyond one raises ``LimitError`` saying which.
+        Called from a page without an owner, a refusal is shown there instead (``limits.refuse_on_page``:
+        one st.error line, the script run stops), so no page shows a traceback for it."""
+        from_page = owner is None
         owner = owner if owner is not None else limits.session_owner()
-        if owner is not None:
-            lim = limits.current()
-            x = getattr(data, "x_train", None)
-            if x is not None:
-                limits.check_job(model_cfg, train_cfg, len(x), int(x.shape[1]) if x.ndim > 1 else 1, lim)
-            else:
-                limits.check_configs(model_cfg, train_cfg, lim)
-        with self._cond:
+        try:
             if owner is not None:
-                mine = sum(1 for j in self._jobs if j.owner == owner and not j.done)
-                if mine >= lim.jobs_per_session:
-                    raise LimitError(f"this session already has {mine} job(s) training or queued, the most one "
-                                     f"session may have at once ({lim.jobs_per_session}); wait for one to end or stop "
-                                     f"one (the lecturer can raise it with {limits.ENV['jobs_per_session']})")
-            job = JobRecord(next(self._ids), model_cfg, train_cfg, dict(data_info or {}), owner=owner)
-            self._jobs.add(job)
-            self._waiting.append(job)
+                lim = limits.current()
+                x = getattr(data, "x_train", None)
+                if x is not None:
+                    limits.check_job(model_cfg, train_cfg, len(x), int(x.shape[1]) if x.ndim > 1 else 1, lim)
+                else:
+                    limits.check_configs(model_cfg, train_cfg, lim)
+            with self._cond:
+                if owner is not None:
+                    mine = sum(1 for j in self._jobs if j.owner == owner and not j.done)
+                    if mine >= lim.jobs_per_session:
+                        raise LimitError(f"this session already has {mine} job(s) training or queued, the most one "
+                                         f"session may have at once ({lim.jobs_per_session}); wait for one to end or "
+                                         f"stop one (the lecturer can raise it with {limits.ENV['jobs_per_session']})")
+                job = JobRecord(next(self._ids), model_cfg, train_cfg, dict(data_info or {}), owner=owner)
+                self._jobs.add(job)
+                self._waiting.append(job)
+        except LimitError as exc:
+            if from_page and owner is not None:
+                limits.refuse_on_page(exc)
+            raise
         threading.Thread(target=self._work, args=(job, data, save), name=f"aecore-job-{job.id}", daemon=True).start()
         return job
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from aecore.config import env_int
 
 __all__ = ["Limits", "LimitError", "current", "ENV", "check_configs", "check_data", "check_job", "param_count",
-           "steps", "session_owner"]
+           "steps", "session_owner", "refuse_on_page"]
 
 # field -> (environment variable, default, what it counts)
 ENV = {
@@ -128,3 +128,13 @@ def session_owner() -> str | None:
     if OWNER_KEY not in st.session_state:
         st.session_state[OWNER_KEY] = uuid.uuid4().hex
     return st.session_state[OWNER_KEY]
+
+
+def refuse_on_page(exc: LimitError) -> None:
+    """Show a refusal on the page whose script asked for the job (one line, no traceback) and stop
+    this script run; the next interaction reruns the page as usual."""
+    import streamlit as st
+
+    msg = str(exc)
+    st.error(f"Not started: {msg[:1].upper()}{msg[1:]}.")
+    st.stop()

@@ -202,3 +202,24 @@ def test_a_sessions_jobs_carry_its_owner(tmp_path):
     assert ja.owner and jb.owner and ja.owner != jb.owner
     _wait([ja, jb])
     assert (ja.metrics["code_size"], jb.metrics["code_size"]) == (3, 5)
+
+
+def test_a_page_whose_job_is_refused_shows_one_line_not_a_traceback(at, monkeypatch):
+    # the Compare page has its own epochs field; the sidebar's checks do not cover it, submit does
+    monkeypatch.setenv("AECORE_MAX_STEPS", "100")
+    at.query_params["epochs"] = "1"  # the sidebar's own job is within the cap (23 steps)
+    at.run()
+    at.switch_page("../pages/compare.py").run()
+    assert not at.exception
+    at.button(key="cmp_train_live").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.main.error]
+    assert any(e.startswith("Not started: Training steps (") and "is above this server's limit of 100 per job" in e
+               and "AECORE_MAX_STEPS" in e for e in errors), errors
+    assert not at.session_state["cmp_jobs"]  # nothing was queued
+    monkeypatch.setenv("AECORE_MAX_STEPS", "250000")  # the page still works: raised, the same click trains
+    at.button(key="cmp_train_live").click().run()
+    assert not at.exception and len(at.session_state["cmp_jobs"]) == 1
+    job = next(iter(at.session_state["cmp_jobs"].values()))
+    job.stop()
+    _wait([job])
