@@ -109,6 +109,55 @@ def test_autorec_loss_is_the_papers_objective_divided_by_rows():
     torch.testing.assert_close(t["recon"] + t["l2"], (sse + l2) / 2)
 
 
+def test_sparse_training_loss_equals_the_dense_masked_one_with_its_gradients():
+    # the Rprop path never densifies: same terms, same values, same gradients as autorec_loss
+    from aecore.recsys.models import _SparseRows, autorec_loss_sparse
+
+    rng = np.random.default_rng(0)
+    x = sparse.random(9, 13, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    x.data = rng.integers(1, 6, x.nnz).astype(np.float32)
+    x.data[0] = 0.0  # a rating of 0 is still observed (an explicit entry)
+    torch.manual_seed(0)
+    net = AutoRecNet(13, 4)
+    xd = torch.from_numpy(x.toarray())
+    pattern = sparse.csr_matrix((np.ones(x.nnz, np.float32), x.indices, x.indptr), shape=x.shape)
+    mask = torch.from_numpy(pattern.toarray())  # 1 on every stored entry, the 0 rating included
+    dense = autorec_loss(net, xd, mask, reg=3.0, n_rows=9)
+    sum(dense.values()).backward()
+    want = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    got = autorec_loss_sparse(net, _SparseRows(x, "cpu"), reg=3.0, n_rows=9)
+    sum(got.values()).backward()
+    assert set(got) == set(dense) == {"recon", "l2"}
+    for k in dense:
+        torch.testing.assert_close(got[k], dense[k])
+    for p, g in zip(net.parameters(), want):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
+    never = np.flatnonzero(mask.sum(0).numpy() == 0)  # columns nobody rated: no gradient but decay
+    assert len(never) and torch.all(net.decoder.bias.grad[never] == 0)
+
+
+def test_input_dropout_corrupts_the_input_but_the_loss_keeps_every_rating():
+    from aecore.recsys.models import _SparseRows, autorec_loss_sparse
+
+    x = sparse.random(8, 10, density=0.4, random_state=2, format="csr", dtype=np.float32)
+    x.data = np.random.default_rng(1).integers(1, 6, x.nnz).astype(np.float32)
+    torch.manual_seed(0)
+    net = AutoRecNet(10, 3)
+    torch.manual_seed(7)
+    got = autorec_loss_sparse(net, _SparseRows(x, "cpu"), reg=0.0, n_rows=8, dropout=0.4)["recon"]
+    torch.manual_seed(7)
+    keep = (torch.rand(x.nnz) >= 0.4).numpy()  # the same draw, in the stored order
+    assert 0 < keep.sum() < x.nnz
+    corrupted = sparse.csr_matrix((x.data * keep / 0.6, x.indices, x.indptr), shape=x.shape).toarray()
+    with torch.no_grad():
+        recon = net(torch.from_numpy(corrupted).float())
+        want = (((recon - torch.from_numpy(x.toarray())) * torch.from_numpy((x != 0).toarray())) ** 2).sum() / 8
+    torch.testing.assert_close(got.detach(), want)
+    clean = autorec_loss_sparse(net, _SparseRows(x, "cpu"), reg=0.0, n_rows=8)["recon"]
+    assert not torch.isclose(got, clean)  # the corruption changed the input
+
+
 # ----------------------------------------------------------------------------- models on synthetic data
 @pytest.mark.parametrize("name", ["autorec-item", "autorec-user"])
 def test_autorec_recovers_hidden_low_rank_entries(name):
@@ -119,6 +168,74 @@ def test_autorec_recovers_hidden_low_rank_entries(name):
     base = item_mean_rmse(data)
     assert got < 0.5 * base, (got, base)  # ~0.4 vs ~1.17
     assert model.best_epoch_ >= 1 and model.history_ and "valid_rmse" in model.history_[0]
+
+
+def test_autorec_ensemble_is_the_average_of_its_members():
+    # n networks from seeds seed..seed+n-1; their mean is what the ensemble predicts, scores and folds in
+    data = low_rank_data(n_users=60, n_items=40, observed=0.3)
+    common = dict(hidden=6, reg=1.0, epochs=15, lr=1e-2, valid_fraction=0.0, threads=1)
+    for name in ("autorec-item", "autorec-user"):
+        ens = make(name, ensemble=3, seed=4, **common).fit(data.train, data)
+        members = [make(name, seed=4 + k, **common).fit(data.train, data) for k in range(3)]
+        u, i = data.test.user, data.test.item
+        np.testing.assert_allclose(ens._predict_raw(u, i), np.mean([m._predict_raw(u, i) for m in members], axis=0),
+                                   rtol=1e-4, atol=1e-4)
+        users = np.arange(5)
+        np.testing.assert_allclose(ens._score_raw(users), np.mean([m._score_raw(users) for m in members], axis=0),
+                                   rtol=1e-4, atol=1e-4)
+        assert ens.codes_.shape[1] == 3 * 6
+        assert len({round(float(m._predict_raw(u[:1], i[:1])[0]), 6) for m in members}) == 3  # seeds differ
+    row = data.train.csr()[0]
+    u_ens = make("autorec-user", ensemble=2, **common).fit(data.train, data)
+    u_one = [make("autorec-user", seed=k, **common).fit(data.train, data) for k in range(2)]
+    np.testing.assert_allclose(u_ens.fold_in(row.indices, row.data),
+                               np.clip(np.mean([np.asarray(m._score_raw(np.array([0])))[0] for m in u_one], axis=0),
+                                       1, 5), rtol=1e-4, atol=1e-4)
+
+
+def test_autorec_epoch_selection_then_refit_of_every_member():
+    data = low_rank_data(n_users=80, n_items=50, observed=0.3)
+    m = make("autorec-item", hidden=8, reg=1.0, epochs=40, lr=1e-2, patience=5, ensemble=2, threads=1)
+    m.fit(data.train, data)
+    phases = [r["phase"] for r in m.history_]
+    assert phases[0] == "select" and "valid_rmse" in m.history_[0]
+    assert phases.count("refit 1/2") == phases.count("refit 2/2") == m.best_epoch_  # the chosen count, each
+    assert m.best_epoch_ == min(range(1, 41), key=lambda e: next(
+        (r["valid_rmse"] for r in m.history_ if r["phase"] == "select" and r["epoch"] == e), math.inf))
+    assert 0 < m.train_seconds_ <= m.fit_seconds_
+
+
+def test_selection_sees_only_the_training_ratings(monkeypatch):
+    from aecore.recsys import selection
+
+    data = low_rank_data(n_users=70, n_items=40, observed=0.3)
+    seen = []
+    real_make = selection.make
+
+    def spy(name, **params):
+        model = real_make(name, **params)
+        fit = model.fit
+
+        def recording_fit(train, side=None, progress=None):
+            seen.append((train, side))
+            return fit(train, side, progress)
+        model.fit = recording_fit
+        return model
+
+    monkeypatch.setattr(selection, "make", spy)
+    grid = [{"factors": 2}, {"factors": 4}, {"factors": 4, "beta": 1e4}]
+    rows, best = selection.select("mdacf", grid, data.train, data, fraction=0.2, fixed={"iterations": 3})
+    assert [r["params"] for r in rows] == grid
+    assert best == int(np.argmin([r["valid_rmse"] for r in rows])) and best != 2  # huge beta: factors ~ 0
+    for train, side in seen:
+        assert len(side.test) == 0  # the test ratings are gone before a model sees the data
+        assert len(train) == rows[0]["n_fit"] and rows[0]["n_fit"] + rows[0]["n_valid"] == len(data.train)
+        fit_pairs = set(zip(train.user.tolist(), train.item.tolist()))
+        assert fit_pairs < set(zip(data.train.user.tolist(), data.train.item.tolist()))
+    fit, valid = selection.validation_split(data.train, 0.2)
+    assert not set(zip(fit.user.tolist(), fit.item.tolist())) & set(zip(valid.user.tolist(), valid.item.tolist()))
+    with pytest.raises(ValueError, match="grid is empty"):
+        selection.select("mdacf", [], data.train, data)
 
 
 def test_cdae_and_mdacf_on_synthetic_data():
@@ -462,6 +579,70 @@ def test_movielens_zip_with_a_path_outside_its_folder_is_not_extracted(tiny_ml, 
         load_movielens(split="u1")
     assert not (tmp_path / "cache" / "evil.txt").exists()
     assert not (tmp_path / "cache" / "movielens-100k" / "ml-100k").exists()
+
+
+def tiny_ml1m_files(ratings=None) -> dict[str, bytes]:
+    ratings = ratings or "".join(f"{u}::{i}::{r}::97830{u}\n" for u, i, r in
+                                 [(1, 1, 5), (1, 3, 4), (2, 2, 3), (2, 4, 1), (3, 1, 2), (3, 2, 4)])
+    return {"ratings.dat": ratings.encode(),
+            "movies.dat": "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Heat (1995)::Action|Crime\n"
+                          "3::Casino (1995)::Drama\n4::Babe (1995)::Comedy|Drama\n".encode("latin-1"),
+            "users.dat": b"1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n"}
+
+
+def test_movielens_1m_zip_is_downloaded_checked_and_extracted(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AECORE_DATA", raising=False)
+    blob = zip_of(tiny_ml1m_files(), folder="ml-1m")
+    spec = dataclasses.replace(rdata.MOVIELENS["movielens-1m"], n_users=3, n_items=4, n_ratings=6,
+                               archive=rdata.RemoteFile("ml-1m.zip", hashlib.sha256(blob).hexdigest(), len(blob)))
+    monkeypatch.setitem(rdata.MOVIELENS, "movielens-1m", spec)
+    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [f"http://127.0.0.1:{server.server_address[1]}/ml/"])
+    rdata.clear_memory_cache()
+    with pytest.raises(DataError, match=r"not available offline.*ratings\.dat.*ml-1m\.zip"):
+        load_movielens("movielens-1m", split="random", download=False)
+    server.routes["/ml/ml-1m.zip"] = blob
+    d = load_movielens("ml-1m", split="random", test_fraction=0.5, seed=2)
+    cache = tmp_path / "cache" / "movielens-1m"
+    assert sorted(p.name for p in cache.iterdir()) == ["ml-1m", "ml-1m.zip"]  # no temporary folder left
+    assert (cache / "ml-1m.zip").read_bytes() == blob and server.requests == ["/ml/ml-1m.zip"]
+    assert (d.n_users, d.n_items, len(d.train), len(d.test)) == (3, 4, 3, 3)
+    both = Ratings.concat(d.train, d.test)
+    assert sorted(zip(both.user.tolist(), both.item.tolist(), both.rating.tolist())) == [
+        (0, 0, 5.0), (0, 2, 4.0), (1, 1, 3.0), (1, 3, 1.0), (2, 0, 2.0), (2, 1, 4.0)]
+    assert d.item_titles[1] == "Heat (1995)" and d.genres_of(1) == ["Action", "Crime"]
+    server.routes.clear()  # offline now: the cache serves it
+    rdata.clear_memory_cache()
+    assert len(load_movielens("movielens-1m", split="random", download=False, test_fraction=0.5).train) == 3
+    rdata.clear_memory_cache()
+
+
+def test_movielens_1m_bad_zip_or_bad_rows_are_refused(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("AECORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AECORE_DATA", raising=False)
+    good = zip_of(tiny_ml1m_files(), folder="ml-1m")
+    spec = dataclasses.replace(rdata.MOVIELENS["movielens-1m"], n_users=3, n_items=4, n_ratings=6,
+                               archive=rdata.RemoteFile("ml-1m.zip", hashlib.sha256(good).hexdigest(), len(good)))
+    monkeypatch.setitem(rdata.MOVIELENS, "movielens-1m", spec)
+    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [f"http://127.0.0.1:{server.server_address[1]}/ml/"])
+    rdata.clear_memory_cache()
+    server.routes["/ml/ml-1m.zip"] = zip_of(tiny_ml1m_files("1::1::5::1\n"), folder="ml-1m")  # not the published zip
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_movielens("movielens-1m", split="random")
+    assert not (tmp_path / "cache" / "movielens-1m" / "ml-1m").exists()
+    # the files at hand, one ratings line malformed: refused with the file and the line
+    folder = tmp_path / "root" / "movielens-1m"
+    folder.mkdir(parents=True)
+    bad = tiny_ml1m_files("1::1::5::1\n1::3::4::2\n2;2;3;4\n2::4::1::5\n3::1::2::6\n3::2::4::7\n")
+    for name, blob in bad.items():
+        (folder / name).write_bytes(blob)
+    with pytest.raises(DataError, match=r"ratings\.dat': line 3 is not 'user::item::rating::time'"):
+        load_movielens("movielens-1m", split="random", root=tmp_path / "root", download=False)
+    (folder / "ratings.dat").write_text("1::1::5::1\n")  # a truncated file
+    rdata.clear_memory_cache()
+    with pytest.raises(DataError, match=r"ratings\.dat': 1 ratings, expected 6"):
+        load_movielens("movielens-1m", split="random", root=tmp_path / "root", download=False)
+    rdata.clear_memory_cache()
 
 
 # ----------------------------------------------------------------------------- the real ML-100K

@@ -24,7 +24,7 @@ MODEL_FLAGS = {
     "hidden": "hidden", "factors": "factors", "reg": "reg", "epochs": "epochs", "lr": "lr",
     "batch_size": "batch_size", "optimizer": "optimizer", "corruption": "corruption", "negatives": "negatives",
     "lam": "lam", "alpha": "alpha", "beta": "beta", "iterations": "iterations", "valid_fraction": "valid_fraction",
-    "patience": "patience", "device": "device", "threads": "threads",
+    "patience": "patience", "ensemble": "ensemble", "device": "device", "threads": "threads",
 }
 
 
@@ -63,6 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int, help="mDA-CF: the most alternating iterations")
     g.add_argument("--valid-fraction", type=float, help="training ratings held out to pick the epoch")
     g.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    g.add_argument("--ensemble", type=int, metavar="N", help="AutoRec: networks averaged (seeds seed..seed+N-1)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--threads", type=int, help="torch CPU threads while training (0: torch's default)")
     r.add_argument("--seed", type=int, default=0, help="seeds the split, the validation carve-out and the model")
