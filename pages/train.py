@@ -21,6 +21,13 @@ def _duration(seconds: float | None) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+def _dataset_label(name: str) -> str:
+    """How a data set is named on the page: an upload by the user's file name, not its internal id."""
+    from dashboard import uploads
+
+    return f"{name.split(':', 2)[2]} (uploaded)" if uploads.is_upload_name(name) else name
+
+
 def _describe(mc, tc) -> str:
     extra = []
     if mc.reg:
@@ -30,7 +37,7 @@ def _describe(mc, tc) -> str:
     if mc.hidden:
         extra.append(f"hidden {','.join(map(str, mc.hidden))}")
     extra = f" ({', '.join(extra)})" if extra else ""
-    return (f"**{mc.variant}**{extra}, K={mc.code_size}, {mc.activation}, {mc.loss} loss on **{tc.dataset}** — "
+    return (f"**{mc.variant}**{extra}, K={mc.code_size}, {mc.activation}, {mc.loss} loss on **{_dataset_label(tc.dataset)}** — "
             f"{tc.epochs} epochs, lr {tc.lr:g}, batch {tc.batch_size}, seed {tc.seed}, device {tc.device}")
 
 
