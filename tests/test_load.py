@@ -197,6 +197,11 @@ class Wire:
     def fragment_runs(self) -> int:
         return sum(1 for _, status in self.finished if status == self._fwd.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)
 
+    def statuses(self) -> dict[str, int]:
+        """How the session's script runs ended (full, fragment, cut short by the next request...)."""
+        names = [self._fwd.ScriptFinishedStatus.Name(status) for _, status in self.finished]
+        return {n: names.count(n) for n in sorted(set(names))}
+
 
 async def _session(browser, url: str, k: int, epochs: int, go: asyncio.Event, ready: list, out: dict) -> None:
     ctx = await browser.new_context(viewport={"width": 1200, "height": 1400})
@@ -230,7 +235,7 @@ async def _session(browser, url: str, k: int, epochs: int, go: asyncio.Event, re
         out["timeline"] = timeline
         out["positions"] = [int(p) for _, s in timeline if s.startswith("queued") for p in s[7:].split(",")]
         await page.locator(f"{TRAIN}:not([disabled])").first.wait_for(timeout=30_000)  # the final full redraw
-        out["fragment_runs"], out["runs_asked"] = wire.fragment_runs(), len(wire.asked)
+        out["fragment_runs"], out["runs_asked"], out["runs_ended"] = wire.fragment_runs(), len(wire.asked), wire.statuses()
         out["server_answer_s"] = wire.answer_after(t0)  # now that every frame has come in
         out["click_answer_s"] = wire.answer_after(t1)
         out["body"] = await page.inner_text("body")
