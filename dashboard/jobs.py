@@ -21,7 +21,9 @@ from aecore.worker import ProcessJob, default_threads, warm_up
 
 from . import limits
 
-RUNNERS = ("process", "thread")  # process: a child process per job (no GIL contention with the server)
+# process: a child process per job (no GIL contention with the server); ray: an actor per job on the
+# Ray cluster at AECORE_RAY_ADDRESS (empty: a local one started on the fly), see aecore.ray_runner
+RUNNERS = ("process", "thread", "ray")
 
 __all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError"]
 
@@ -93,6 +95,11 @@ class JobManager:
         self.threads = default_threads(self.max_jobs)
         if self.runner == "process":  # start the fork server (it imports torch) before the first click
             threading.Thread(target=warm_up, name="aecore-warm-up", daemon=True).start()
+        elif self.runner == "ray":  # imported only here: ray stays optional
+            from aecore import ray_runner
+            if why := ray_runner.ray_missing():
+                raise ValueError(f"{why} (setting AECORE_JOB_RUNNER=ray)")
+            threading.Thread(target=ray_runner.warm_up, name="aecore-ray-start", daemon=True).start()
         self._cond = threading.Condition()
         self._waiting: list[JobRecord] = []
         self._running = 0
@@ -219,8 +226,11 @@ class JobManager:
             job.ended = time.time()
 
     def _events(self, job: JobRecord, data):
-        """The Trainer's events, from a child process (default) or from this thread."""
+        """The Trainer's events, from a child process (default), a Ray actor or this thread."""
         kw = {"min_snapshots": MIN_SNAPSHOTS}
+        if self.runner == "ray":  # one CPU per actor on the cluster: one torch thread
+            from aecore.ray_runner import RayJob
+            return RayJob(job.model_cfg, job.train_cfg, data, threads=1, **kw).events(stop=job.stop_event)
         if self.runner == "process":
             return ProcessJob(job.model_cfg, job.train_cfg, data, threads=self.threads, **kw).events(stop=job.stop_event)
         return Trainer(job.model_cfg, job.train_cfg, data, stop=job.stop_event, **kw).run()
