@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 
 from aecore.config import ModelConfig, TrainConfig
-from dashboard import limits
 from dashboard.jobs import JobManager, LimitError
 
 SESSIONS = 8
