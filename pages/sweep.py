@@ -15,7 +15,7 @@ import streamlit as st
 from aecore.config import ConfigError, env_int
 from aecore.registry import VARIANTS, variant_names
 from aecore.sweep import build_grid, ray_missing, run_sweep, summarize
-from dashboard import state
+from dashboard import limits, state
 from dashboard.feature_tasks import start_task
 from dashboard.figures_sweep import filter_panel, lambda_label, sweep_lines
 
@@ -95,6 +95,11 @@ if running and b2.button("Stop", key="sweep_stop", help="Running configurations 
 if launch and points:
     data = state.load_dataset(ds_name)
     if data is not None:
+        try:  # the class server's per-session caps apply to every configuration of a sweep
+            for p in points:
+                limits.check_job(p.model_cfg, p.train_cfg, len(data.x_train), data.dim)
+        except limits.LimitError as exc:
+            limits.refuse_on_page(exc)
         store, slot, info = state.run_store(), _slot(), state.data_info(data)
         address = (os.environ.get("AECORE_RAY_ADDRESS") or None) if backend == "ray" else None
         params = {"backend": backend, "address": address, "n": len(points), "shape": tuple(data.shape),

@@ -126,3 +126,15 @@ def test_a_tiny_sweep_on_a_local_ray_cluster(at, ray_cleanup, monkeypatch):
     wait(at, timeout=180)
     assert at.session_state["sweep_task"].result.backend == "ray"
     check_results(at)
+
+
+def test_a_sweep_beyond_the_session_caps_is_refused_on_the_page(at, monkeypatch):
+    monkeypatch.setenv("AECORE_MAX_CODE_SIZE", "6")
+    open_page(at)
+    tiny_grid(at)
+    at.button(key="sweep_run").click().run()
+    assert not at.exception
+    assert "sweep_task" not in at.session_state
+    assert len(at.error) == 1 and "Not started: Code size K=8 is above this server's limit of 6" in at.error[0].value, \
+        [e.value for e in at.error]
+    assert RunStore().list() == []
