@@ -176,7 +176,7 @@ def test_autorec_ensemble_is_the_average_of_its_members():
     common = dict(hidden=6, reg=1.0, epochs=15, lr=1e-2, valid_fraction=0.0, threads=1)
     for name in ("autorec-item", "autorec-user"):
         ens = make(name, ensemble=3, seed=4, **common).fit(data.train, data)
-        members = [make(name, seed=4 + k, **common).fit(data.train, data) for k in range(3)]
+        members = [make(name, seed=4 + k, ensemble=1, **common).fit(data.train, data) for k in range(3)]
         u, i = data.test.user, data.test.item
         np.testing.assert_allclose(ens._predict_raw(u, i), np.mean([m._predict_raw(u, i) for m in members], axis=0),
                                    rtol=1e-4, atol=1e-4)
@@ -187,22 +187,28 @@ def test_autorec_ensemble_is_the_average_of_its_members():
         assert len({round(float(m._predict_raw(u[:1], i[:1])[0]), 6) for m in members}) == 3  # seeds differ
     row = data.train.csr()[0]
     u_ens = make("autorec-user", ensemble=2, **common).fit(data.train, data)
-    u_one = [make("autorec-user", seed=k, **common).fit(data.train, data) for k in range(2)]
+    u_one = [make("autorec-user", seed=k, ensemble=1, **common).fit(data.train, data) for k in range(2)]
     np.testing.assert_allclose(u_ens.fold_in(row.indices, row.data),
                                np.clip(np.mean([np.asarray(m._score_raw(np.array([0])))[0] for m in u_one], axis=0),
                                        1, 5), rtol=1e-4, atol=1e-4)
 
 
-def test_autorec_epoch_selection_then_refit_of_every_member():
+def test_autorec_ensemble_members_each_choose_their_epochs_then_refit():
     data = low_rank_data(n_users=80, n_items=50, observed=0.3)
-    m = make("autorec-item", hidden=8, reg=1.0, epochs=40, lr=1e-2, patience=5, ensemble=2, threads=1)
-    m.fit(data.train, data)
-    phases = [r["phase"] for r in m.history_]
-    assert phases[0] == "select" and "valid_rmse" in m.history_[0]
-    assert phases.count("refit 1/2") == phases.count("refit 2/2") == m.best_epoch_  # the chosen count, each
-    assert m.best_epoch_ == min(range(1, 41), key=lambda e: next(
-        (r["valid_rmse"] for r in m.history_ if r["phase"] == "select" and r["epoch"] == e), math.inf))
-    assert 0 < m.train_seconds_ <= m.fit_seconds_
+    common = dict(hidden=8, reg=1.0, epochs=40, lr=1e-2, patience=5, threads=1)
+    m = make("autorec-item", ensemble=2, seed=3, **common).fit(data.train, data)
+    singles = [make("autorec-item", ensemble=1, seed=s, **common).fit(data.train, data) for s in (3, 4)]
+    assert m.best_epochs_ == [s.best_epoch_ for s in singles]  # each on its own split (seeded by its seed)
+    u, i = data.test.user, data.test.item
+    np.testing.assert_allclose(m._predict_raw(u, i), np.mean([s._predict_raw(u, i) for s in singles], axis=0),
+                               rtol=1e-4, atol=1e-4)
+    for log, tag, best in ((m.history_, "1/2", m.best_epochs_[0]), (m.member_histories_[0], "2/2", m.best_epochs_[1])):
+        select = [r for r in log if r["phase"] == f"select {tag}"]
+        assert select and all("valid_rmse" in r for r in select)
+        assert best == min(select, key=lambda r: r["valid_rmse"])["epoch"]  # the best validation epoch
+        assert [r["phase"] for r in log].count(f"refit {tag}") == best  # refit for exactly that many epochs
+    assert all(r["phase"].endswith("1/2") for r in m.history_)  # one validation curve for the page
+    assert 0 < m.train_seconds_ <= m.fit_seconds_ and m.train_cpu_seconds_ > 0
 
 
 def test_selection_sees_only_the_training_ratings(monkeypatch):
