@@ -261,9 +261,8 @@ def _run_local(points, data, workers: int, on_progress, stop) -> Iterator[tuple[
                 for f in pending:
                     f.cancel()
         drain()
-    finally:
-        with _BareMain():
-            ex.shutdown(wait=True, cancel_futures=True)
+    finally:  # no process starts here: shutdown needs no bare __main__ (and must not hold the start lock)
+        ex.shutdown(wait=True, cancel_futures=True)
         q.close()
 
 
@@ -412,13 +411,14 @@ def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", worker
                                      W=model.W.detach().cpu().numpy().copy())
         emit({"event": "finished", "label": p.label, **results[index].to_dict()})
     seconds = time.perf_counter() - t0
-    for p in points:  # never started (stopped before its turn)
+    for p in points:  # stopped before its turn (or, on Ray, cancelled while it trained)
         if p.index not in results:
             mc = p.model_cfg
+            reason = "the sweep was stopped before this run finished"
             if run_ids.get(p.index):
-                store.fail(run_ids[p.index], "the sweep was stopped before this run started", status="stopped")
+                store.fail(run_ids[p.index], reason, status="stopped")
             results[p.index] = SweepResult(p.index, mc.variant, mc.code_size, mc.reg, p.train_cfg.seed, "stopped",
-                                           run_id=run_ids.get(p.index), error="not started")
+                                           run_id=run_ids.get(p.index), error=reason)
     return SweepOutcome(backend, info["workers"], seconds, tuple(results[p.index] for p in points))
 
 
