@@ -55,6 +55,8 @@ def run_one(name: str, data, threads: int, overrides: dict | None = None) -> dic
     # best epoch, then every refit), i.e. the fit without the patience epochs; others: the fit
     out["train_seconds"] = float(getattr(model, "train_seconds_", fit))
     out["train_cpu_seconds"] = getattr(model, "train_cpu_seconds_", None)  # this process's CPU time
+    if getattr(model, "best_epochs_", None):
+        out["best_epochs"] = [int(e) for e in model.best_epochs_]
     for attr in ("best_epoch_", "best_epoch_seconds_", "best_valid_rmse_"):
         if getattr(model, attr, None) is not None:
             out[attr.rstrip("_")] = float(getattr(model, attr))
@@ -103,10 +105,10 @@ def selection_section(threads: int, download: bool) -> tuple[list[str], dict]:
     same = all(defaults[k] == v for k, v in pick.items())
     md = ["### Choosing I-AutoRec's settings on u1.base only", "",
           f"Fit on {rows[0]['n_fit']:,} of u1.base's ratings, validation RMSE on the other {rows[0]['n_valid']:,} "
-          f"(seeded split, seed {SELECT_SEED}); u1.test is not read. Each candidate also carves its own 5 % "
+          f"(seeded split, seed {SELECT_SEED}); u1.test is not read. Each network of a candidate also carves its own 5 % "
           "out of the fit part to choose its epoch count. Settings not listed are the defaults "
           f"(K = {defaults['hidden']}, full-batch Rprop).", "",
-          "| candidate | valid RMSE | valid MAE | epochs | fit s |", "|---|---|---|---|---|"]
+          "| candidate | valid RMSE | valid MAE | epochs (network 1) | fit s |", "|---|---|---|---|---|"]
     for k, r in enumerate(rows):
         label = ", ".join(f"{a} = {v:g}" if isinstance(v, float) else f"{a} = {v}" for a, v in r["params"].items())
         mark = " **(pick)**" if k == best else ""
@@ -148,12 +150,15 @@ def main(argv=None) -> int:
     i_auto = results.get("autorec-item", {}).get(splits[0])
     if i_auto:
         cfg = i_auto["config"]
+        cpu = i_auto.get("train_cpu_seconds")
         md.append(f"I-AutoRec on {splits[0]} (K = {cfg['hidden']}, λ = {cfg['reg']:g}, {cfg['ensemble']} network(s) "
-                  f"averaged): epoch count {int(i_auto.get('best_epoch', 0))} chosen on 5 % of the training ratings, "
-                  f"reached after {i_auto.get('best_epoch_seconds', float('nan')):.1f} s; then "
-                  f"{cfg['ensemble']} network(s) trained for that many epochs on all training ratings: "
-                  f"{i_auto['train_seconds']:.1f} s to the final model ('s to best epoch'); the whole fit, with the "
-                  f"selection run's {cfg['patience']} patience epochs, {i_auto['fit_seconds']:.1f} s.")
+                  f"averaged): each network chose its epoch count on its own 5 % of the training ratings (epochs "
+                  f"{', '.join(str(e) for e in i_auto.get('best_epochs', []))}; network 1 reached its best epoch after "
+                  f"{i_auto.get('best_epoch_seconds', float('nan')):.1f} s), then was trained again for that many "
+                  f"epochs on all training ratings: {i_auto['train_seconds']:.1f} s wall"
+                  + (f" ({cpu:.1f} s of CPU time)" if cpu else "") + " to the final model ('s to best epoch', "
+                  f"without the {cfg['patience']} patience epochs after each best epoch); the whole fit "
+                  f"{i_auto['fit_seconds']:.1f} s.")
         checks = []
         i_all = results["autorec-item"]
         mean = float(np.mean([i_all[s]["rmse"] for s in splits if s in i_all]))
