@@ -181,3 +181,20 @@ def test_cli_bad_grids_exit_2_with_one_line(capsys, argv, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.skipif(ray_missing() is not None, reason=f"the Ray backend needs the cluster extra: {ray_missing()}")
+def test_stop_cancels_the_ray_tasks(digits, tmp_path):
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    store = RunStore(tmp_path)
+    stop = threading.Event()
+    points = build_grid("sparse", (8, 16, 32), (0.0,), epochs=5000, device="cpu")
+    on_event = lambda ev: stop.set() if ev["event"] == "progress" else None  # noqa: E731
+    out = run_sweep(points, digits, backend="ray", workers=2, store=store, on_event=on_event, stop=stop)
+    assert not ray.is_initialized()
+    assert [r.status for r in out.results] == ["stopped"] * 3
+    assert all("stopped before this run finished" in r.error for r in out.results)
+    assert {row["status"] for row in store.list()} == {"stopped"}
