@@ -30,8 +30,11 @@ __all__ = ["RunStore", "runs_root", "sanitize_name"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT, created REAL, finished REAL, status TEXT, pid INTEGER,
-    variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT, owner TEXT
+    variant TEXT, dataset TEXT, code_size INTEGER, config TEXT, metrics TEXT, reason TEXT, owner TEXT,
+    session TEXT
 )"""
+
+ALL = object()  # ``list(session=ALL)``: every session's runs
 
 _COLUMNS = [(part.split()[0], part.split()[1]) for part in
             _SCHEMA.split("(", 1)[1].rsplit(")", 1)[0].replace("\n", " ").split(",")]
@@ -122,16 +125,18 @@ class RunStore:
             raise CheckpointError(f"run id {run_id!r} is not a valid run id")
         return self.root / run_id
 
-    def start(self, model_cfg, train_cfg, name: str | None = None) -> str:
+    def start(self, model_cfg, train_cfg, name: str | None = None, session: str | None = None) -> str:
+        """Record a new run as running; ``session`` (a dashboard session's token, None for the CLI
+        and scripts) decides who sees it in ``list(session=...)``."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         label = sanitize_name(name or f"{model_cfg.variant}-K{model_cfg.code_size}")
         run_id = f"{stamp}-{label}-{uuid.uuid4().hex[:6]}"
         cfg = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict()})
         with self._lock, self._db() as db:
-            db.execute("INSERT INTO runs (id, name, created, status, pid, owner, variant, dataset, code_size, config) "
-                       "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO runs (id, name, created, status, pid, owner, variant, dataset, code_size, config, "
+                       "session) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                        (run_id, label, time.time(), os.getpid(), _PROCESS_TOKEN, model_cfg.variant,
-                        train_cfg.dataset, model_cfg.code_size, cfg))
+                        train_cfg.dataset, model_cfg.code_size, cfg, session))
         return run_id
 
     def finish(self, run_id: str, model_cfg, train_cfg, model, metrics: dict, history=(),
@@ -147,11 +152,20 @@ class RunStore:
             db.execute("UPDATE runs SET status = ?, finished = ?, reason = ? WHERE id = ?",
                        (status, time.time(), reason, run_id))
 
-    def list(self, status: str | None = None) -> list[dict]:
+    def list(self, status: str | None = None, session: str | None = ALL) -> list[dict]:
+        """Runs, newest first. ``session``: ``ALL`` (default) every run; a session token: that
+        session's runs and the shared ones (recorded without a session: CLI, scripts); None: only
+        the shared ones."""
         q = "SELECT id, name, created, finished, status, variant, dataset, code_size, config, metrics, reason FROM runs"
-        args: tuple = ()
+        where, args = [], []
         if status:
-            q, args = q + " WHERE status = ?", (status,)
+            where.append("status = ?")
+            args.append(status)
+        if session is not ALL:
+            where.append("(session IS NULL OR session = ?)")
+            args.append(session)
+        if where:
+            q += " WHERE " + " AND ".join(where)
         with self._db() as db:
             rows = db.execute(q + " ORDER BY created DESC", args).fetchall()
         keys = ("id", "name", "created", "finished", "status", "variant", "dataset", "code_size", "config",
@@ -163,6 +177,12 @@ class RunStore:
             d["metrics"] = _load_json(d["metrics"])
             out.append(d)
         return out
+
+    def visible_to(self, run_id: str, session: str | None) -> bool:
+        """Whether ``session`` may see run ``run_id`` (its own or a shared one; unknown ids: False)."""
+        with self._db() as db:
+            row = db.execute("SELECT session FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None and (row[0] is None or row[0] == session)
 
     def load(self, run_id: str, device="cpu") -> LoadedRun:
         return load_run(self.path(run_id), device=device)

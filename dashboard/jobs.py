@@ -183,7 +183,7 @@ class JobManager:
         run_id = None
         if save and self.store is not None:
             try:
-                run_id = self.store.start(job.model_cfg, job.train_cfg)
+                run_id = self.store.start(job.model_cfg, job.train_cfg, session=job.owner)
             except Exception as exc:  # a broken store must not stop training
                 job.save_error = f"run not recorded: {exc}"
         try:

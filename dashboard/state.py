@@ -31,7 +31,7 @@ from .jobs import JobManager, JobRecord
 from .uploads import is_upload_name
 
 __all__ = ["run_store", "job_manager", "load_dataset", "get_dataset", "data_info", "current_job", "set_current_job",
-           "load_run", "set_loaded_run", "current_model", "CurrentModel", "encode", "datasets_info",
+           "load_run", "visible_runs", "set_loaded_run", "current_model", "CurrentModel", "encode", "datasets_info",
            "cuda_status", "codes_npy"]
 
 JOB_KEY, RUN_KEY, SOURCE_KEY = "job", "loaded_run_id", "current_source"
@@ -176,11 +176,25 @@ def _load_run(root: str, run_id: str) -> LoadedRun:
     return RunStore(root).load(run_id)
 
 
+def visible_runs(status: str | None = None) -> list[dict]:
+    """The runs this browser session may see: its own and the shared ones (CLI, scripts), never
+    another session's (a server serves a whole class)."""
+    from dashboard import limits
+
+    return run_store().list(status, session=limits.session_owner())
+
+
 def load_run(run_id: str) -> LoadedRun:
-    """A saved run (model on the CPU, in eval mode), cached; raises CheckpointError when it is bad.
+    """A saved run (model on the CPU, in eval mode), cached; raises CheckpointError when it is bad
+    or, in a browser session, when it is another session's run.
 
     The model is shared between sessions: use it for inference only.
     """
+    from dashboard import limits
+
+    owner = limits.session_owner()
+    if owner is not None and not run_store().visible_to(run_id, owner):
+        raise CheckpointError(f"run {run_id!r} is not one of this session's runs")
     return _load_run(str(run_store().root), run_id)
 
 

@@ -84,7 +84,7 @@ st.title("Filters")
 current = state.current_model()
 classroom.lesson_panel(current.model_cfg.variant if current is not None else None)
 try:
-    saved = {r["id"]: r for r in state.run_store().list() if r["status"] in ("finished", "stopped")}
+    saved = {r["id"]: r for r in state.visible_runs() if r["status"] in ("finished", "stopped")}
 except Exception as exc:  # an unreadable index must not break the page
     st.error(f"The run store cannot be read: {exc}")
     saved = {}

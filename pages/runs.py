@@ -98,7 +98,7 @@ cur = state.current_model()
 if cur is not None:
     st.caption(f"The pages now show: {cur.label}.")
 try:
-    all_runs = state.run_store().list()
+    all_runs = state.visible_runs()
 except Exception as exc:  # an unreadable index must not break the page
     st.error(f"The run store cannot be read: {exc}")
     all_runs = []

@@ -73,3 +73,30 @@ def test_two_sessions_train_independently(tmp_path, monkeypatch):
     assert f"Job {ja.id}:" in text_a and f"Job {jb.id}:" not in text_a
     assert f"Job {jb.id}:" in text_b and f"Job {ja.id}:" not in text_b
     assert a.session_state["model_cfg"].code_size == 3 and b.session_state["model_cfg"].code_size == 7
+    # the Runs page of each session lists its own run and not the other's; a run saved from the
+    # CLI (no session) is shared; loading the other session's run by id is refused
+    from aecore.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    shared = store.start(ModelConfig(variant="linear", code_size=2), TrainConfig(dataset="digits"))
+    store.fail(shared, "a CLI run, shared by every session")
+    for me, other in ((a, jb), (b, ja)):
+        me.switch_page("../pages/runs.py").run()
+        assert not me.exception
+        listed = set(me.dataframe[0].value["id"])
+        assert (ja if me is a else jb).run_id in listed and other.run_id not in listed and shared in listed
+
+
+def test_the_store_shows_each_session_its_own_runs_and_the_shared_ones(tmp_path):
+    from aecore.runs import RunStore
+
+    store = RunStore(tmp_path)
+    mc, tc = ModelConfig(variant="linear", code_size=2), TrainConfig(dataset="digits")
+    mine, theirs, shared = store.start(mc, tc, session="s1"), store.start(mc, tc, session="s2"), store.start(mc, tc)
+    assert {r["id"] for r in store.list()} == {mine, theirs, shared}  # the CLI sees everything
+    assert {r["id"] for r in store.list(session="s1")} == {mine, shared}
+    assert {r["id"] for r in store.list(session=None)} == {shared}
+    store.fail(mine, "x")
+    assert [r["id"] for r in store.list("failed", session="s1")] == [mine]
+    assert store.visible_to(mine, "s1") and store.visible_to(shared, "s1")
+    assert not store.visible_to(theirs, "s1") and not store.visible_to("no-such-run", "s1")
