@@ -272,12 +272,21 @@ def _ray_task(index: int, mc_dict: dict, tc_dict: dict, data, q) -> dict:
 
 
 def _ray_start(address: str | None, workers: int | None) -> bool:
-    """Connect to the cluster at ``address`` or start a local one; True when this call started Ray."""
+    """Connect to the cluster at ``address`` or start a local one (``workers`` CPUs); True when this
+    call started Ray and may shut it down. Off the main thread a local Ray lives as long as the process
+    (``aecore.ray_runner.ensure_ray``, 2 CPUs) and is never shut down by a sweep."""
     import logging
 
     import ray
 
     if ray.is_initialized():
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        # Ray's processes die with the thread that started them: off the main thread (a dashboard
+        # task) Ray is started once for the whole process by the job runner's owner thread
+        from .ray_runner import ensure_ray
+
+        ensure_ray(address)
         return False
     kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     if address:

@@ -7,12 +7,12 @@ writes the task record, a fragment polls it. Results are small multiples: the fi
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import streamlit as st
 
 from aecore.config import ConfigError, env_int
+from aecore.ray_runner import ray_address
 from aecore.registry import VARIANTS, variant_names
 from aecore.sweep import build_grid, ray_missing, run_sweep, summarize
 from dashboard import limits, state
@@ -101,7 +101,7 @@ if launch and points:
         except limits.LimitError as exc:
             limits.refuse_on_page(exc)
         store, slot, info = state.run_store(), _slot(), state.data_info(data)
-        address = (os.environ.get("AECORE_RAY_ADDRESS") or None) if backend == "ray" else None
+        address = ray_address() if backend == "ray" else None  # AECORE_RAY_ADDRESS, as the job runner's
         params = {"backend": backend, "address": address, "n": len(points), "shape": tuple(data.shape),
                   "dataset": ds_name, "labels": {p.index: p.label for p in points}}
 

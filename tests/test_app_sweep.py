@@ -126,6 +126,11 @@ def test_a_tiny_sweep_on_a_local_ray_cluster(at, ray_cleanup, monkeypatch):
     wait(at, timeout=180)
     assert at.session_state["sweep_task"].result.backend == "ray"
     check_results(at)
+    import ray
+
+    # the sweep's thread has ended; the local Ray it started must live on for the next sweep
+    assert ray.is_initialized()
+    assert ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60) == 42
 
 
 def test_a_sweep_beyond_the_session_caps_is_refused_on_the_page(at, monkeypatch):
