@@ -350,11 +350,12 @@ def _run_ray(points, data, workers, address, on_progress, stop, shutdown, info: 
 def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", workers: int | None = None,
               address: str | None = None, store=None, save: bool = True, data_info: dict | None = None,
               on_event: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-              shutdown: bool | None = None) -> SweepOutcome:
+              shutdown: bool | None = None, session: str | None = None) -> SweepOutcome:
     """Train every point on ``backend`` and save each run in ``store`` (default: the run store).
 
     ``workers``: processes (local) or CPUs of a local Ray cluster; default one per core, at
     most one per point. ``shutdown`` (ray): end Ray afterwards (default: when this call started it).
+    ``session``: the dashboard session the runs belong to (None: shared, as the CLI's).
     """
     import torch
 
@@ -383,7 +384,7 @@ def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", worker
         for p in points:
             mc = p.model_cfg
             run_ids[p.index] = store.start(mc, p.train_cfg, name=f"sweep-{mc.variant}-K{mc.code_size}-"
-                                                                 f"l{mc.reg:g}-s{p.train_cfg.seed}")
+                                                                 f"l{mc.reg:g}-s{p.train_cfg.seed}", session=session)
 
     def on_progress(index, epoch, epochs, loss):
         emit({"event": "progress", "index": index, "label": by_index[index].label, "epoch": epoch,

@@ -101,6 +101,7 @@ if launch and points:
         except limits.LimitError as exc:
             limits.refuse_on_page(exc)
         store, slot, info = state.run_store(), _slot(), state.data_info(data)
+        owner = limits.session_owner()  # the runs are this session's (the Runs page of others does not list them)
         address = ray_address() if backend == "ray" else None  # AECORE_RAY_ADDRESS, as the job runner's
         params = {"backend": backend, "address": address, "n": len(points), "shape": tuple(data.shape),
                   "dataset": ds_name, "labels": {p.index: p.label for p in points}}
@@ -120,7 +121,7 @@ if launch and points:
 
                 # a local Ray cluster started here stays up for the next sweep (starting one takes seconds)
                 return run_sweep(points, data, backend=backend, address=address, store=store, data_info=info,
-                                 on_event=on_event, stop=rec.stop_event, shutdown=False)
+                                 on_event=on_event, stop=rec.stop_event, shutdown=False, session=owner)
 
         st.session_state[TASK_KEY] = start_task("sweep", params, work)
         st.rerun()

@@ -95,6 +95,7 @@ def check_results(at) -> None:
     assert {r.status for r in out.results} == {"finished"}
     stored = {row["id"]: row["status"] for row in RunStore().list()}
     assert stored == {r.run_id: "finished" for r in out.results}
+    assert RunStore().list(session=None) == []  # the session's own runs, not shared ones
 
 
 def test_a_tiny_local_sweep_runs_to_completion(at):
