@@ -35,6 +35,14 @@ PARTS = {
 GPU_FILES = ("gpu-cuda.md", "training-cuda.md")
 
 
+def _blocks(text: str) -> dict[str, str]:
+    """The parts' sections of an existing BENCHMARKS.md, by the markers around each."""
+    import re
+
+    return {m.group(1): m.group(2).strip() + "\n"
+            for m in re.finditer(r"<!-- bench:([\w-]+) -->\n(.*?)<!-- /bench:\1 -->", text, re.S)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -59,27 +67,36 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         rc = subprocess.call(cmd, cwd=ROOT)
         status[part] = (rc, time.perf_counter() - t)
-    sections = ["# Benchmarks", "", machine_line(), "",
-                "Made by `python -m bench`" + (" --quick" if args.quick else "") + ". Each section below is one "
-                "part's own output (bench/out/); run a part alone with `python -m bench.<part>`.", ""]
+    blocks = {}  # part -> its section(s), between markers so that a partial run replaces only its own
     for part in parts:
+        body = []
         for name in PARTS[part][2]:
             path = out / name
             if path.exists():  # (an optional extra file of a part is left out when absent)
-                body = path.read_text().replace("\n# ", "\n## ")
-                sections += [body.replace("# ", "## ", 1) if body.startswith("# ") else body, ""]
+                text = path.read_text().replace("\n# ", "\n## ")
+                body += [text.replace("# ", "## ", 1) if text.startswith("# ") else text, ""]
             elif name == PARTS[part][2][0]:
                 rc = status.get(part, (None, 0))[0]
-                sections += [f"## {part}", "", f"Not measured in this run (exit code {rc}).", ""]
+                body += [f"## {part}", "", f"Not measured in this run (exit code {rc}).", ""]
+        blocks[part] = "\n".join(body).rstrip() + "\n"
     gpu = [OUT / n for n in GPU_FILES if (OUT / n).exists()]
     if gpu:
-        for path in gpu:
-            sections += [path.read_text().replace("# ", "## ", 1), ""]
-    else:
-        sections += ["## GPU", "", "Not yet measured: no GPU was available to this project's sessions so far. "
-                     "`bash bench/gpu.sh` (torch, numpy, scikit-learn and safetensors only; under 5 minutes) "
-                     "measures aecore's Trainer, the reference loop and a CUDA-graph bound on CUDA, then "
-                     "`python -m bench --no-run` puts its tables here.", ""]
+        blocks["gpu"] = "\n".join(path.read_text().replace("# ", "## ", 1) for path in gpu).rstrip() + "\n"
+    old = _blocks(target.read_text()) if target.exists() and set(parts) != set(PARTS) else {}
+    if "gpu" not in blocks and "gpu" not in old:
+        blocks["gpu"] = ("## GPU\n\nNot yet measured: no GPU was available to this project's sessions so far. "
+                         "`bash bench/gpu.sh` (torch, numpy, scikit-learn and safetensors only; under 5 minutes) "
+                         "measures aecore's Trainer, the reference loop and a CUDA-graph bound on CUDA, then "
+                         "`python -m bench --no-run --only <parts>` puts its tables here.\n")
+    merged = {**old, **blocks}
+    order = [*PARTS, "gpu"]
+    sections = ["# Benchmarks", "", machine_line(), "",
+                "Made by `python -m bench`" + (" --quick" if args.quick else "") + ". Each section below is one "
+                "part's own output (bench/out/); run a part alone with `python -m bench.<part>`; "
+                "`--only a,b` replaces only those parts' sections here.", ""]
+    for name in order + sorted(set(merged) - set(order)):
+        if name in merged:
+            sections += [f"<!-- bench:{name} -->", merged[name].rstrip(), f"<!-- /bench:{name} -->", ""]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(sections))
     print(f"wrote {target}")

@@ -54,3 +54,14 @@ def test_quick_mode_writes_beside_the_full_numbers():
     quick = root / "bench" / "out" / "quick" / "BENCHMARKS.md"
     assert f"wrote {quick}" in out.stdout and "--quick" in quick.read_text()
     assert (root / "BENCHMARKS.md").read_bytes() == committed  # the full numbers are untouched
+
+
+def test_a_partial_run_replaces_only_its_own_sections():
+    from bench.__main__ import _blocks
+
+    text = ("# Benchmarks\n\n<!-- bench:training -->\n## T\nold training\n<!-- /bench:training -->\n\n"
+            "<!-- bench:recsys -->\n## R\nrecsys table\n| a | b |\n<!-- /bench:recsys -->\n")
+    blocks = _blocks(text)
+    assert blocks == {"training": "## T\nold training\n", "recsys": "## R\nrecsys table\n| a | b |\n"}
+    committed = _blocks((Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text())
+    assert {"training", "anchors", "recsys", "gpu"} <= set(committed)  # the committed file carries the markers
