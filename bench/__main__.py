@@ -25,7 +25,7 @@ PARTS = {
     "training": ([], ["--quick"], ["training-cpu.md"]),
     "anchors": ([], ["--quick"], ["anchors.md"]),
     "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "300"], ["dashboard.md", "dashboard-nice.md"]),
-    "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean"], ["recsys.md"]),
+    "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean", "--no-select"], ["recsys.md"]),
     "documents": ([], ["--epochs", "1"], ["documents.md"]),
     "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000"],
                  ["pretrain.md"]),
