@@ -75,7 +75,7 @@ def _build_parser() -> _Parser:
     t.add_argument("--variant", required=True, choices=names, metavar="V", help="one of: " + ", ".join(names))
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", metavar="D", help="a registered dataset (see `aecore datasets`)")
-    src.add_argument("--data-file", metavar="PATH", help=".npy / .npz / .csv array or a folder of images")
+    src.add_argument("--data-file", metavar="PATH", help=".npy / .npz / .csv array, a .zip of PNG/JPEG images or a folder of images")
     t.add_argument("--code-size", "-k", type=int, required=True, metavar="K")
     t.add_argument("--loss", choices=LOSSES)
     t.add_argument("--activation", choices=ACTIVATIONS)
