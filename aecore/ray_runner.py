@@ -155,19 +155,11 @@ class _TrainActor:
             self._buf.append(item)
 
     def run(self, mc_dict: dict, tc_dict: dict, data, trainer_kw: dict) -> None:
-        from .config import ModelConfig, TrainConfig
-        from .training import Failed, Finished, Trainer
+        from .worker import wire_events  # the same stream the process runner's child sends
 
         try:
-            mc, tc = ModelConfig.from_dict(mc_dict), TrainConfig.from_dict(tc_dict)
-            for ev in Trainer(mc, tc, data, stop=self._stop, **trainer_kw).run():
-                if isinstance(ev, Finished):  # weights travel as arrays; the driver rebuilds the model
-                    state = {k: v.detach().cpu().numpy() for k, v in ev.model.state_dict().items()}
-                    self._put(("finished", dict(ev.metrics), ev.history, ev.stopped, state, int(ev.model.input_dim)))
-                else:
-                    self._put(ev)
-        except BaseException as exc:  # anything at all: say it, do not vanish
-            self._put(Failed(f"{type(exc).__name__}: {exc}"))
+            for item in wire_events(mc_dict, tc_dict, data, self._stop, trainer_kw):
+                self._put(item)
         finally:
             with self._lock:
                 self._done = True

@@ -148,29 +148,38 @@ def _unspill(sd: SpilledData):
                    label_names=sd.label_names)
 
 
+def wire_events(mc_dict: dict, tc_dict: dict, data, stop, trainer_kw: dict):
+    """A remote training run's events as they cross a process boundary (this module's child, a
+    Ray actor): the Trainer's events, except that Finished travels as ``("finished", metrics,
+    history, stopped, state_dict as arrays, input_dim)`` (the receiver rebuilds the model), and
+    any exception at all ends the stream as one Failed (out of memory says what to lower)."""
+    from .config import ModelConfig, TrainConfig
+    from .training import Failed, Finished, Trainer, is_out_of_memory, out_of_memory_reason
+
+    try:
+        mc, tc = ModelConfig.from_dict(mc_dict), TrainConfig.from_dict(tc_dict)
+        if callable(data):
+            data = data()
+        for ev in Trainer(mc, tc, data, stop=stop, **trainer_kw).run():
+            if isinstance(ev, Finished):
+                state = {k: v.detach().cpu().numpy() for k, v in ev.model.state_dict().items()}
+                yield ("finished", dict(ev.metrics), ev.history, ev.stopped, state, int(ev.model.input_dim))
+            else:
+                yield ev
+    except BaseException as exc:  # anything at all: say it, do not vanish
+        if is_out_of_memory(exc) and "mc" in locals():
+            yield Failed(out_of_memory_reason(exc, mc, tc))
+        else:
+            yield Failed(f"{type(exc).__name__}: {exc}")
+
+
 def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int, trainer_kw: dict) -> None:
     import torch
 
-    from .config import ModelConfig, TrainConfig
-    from .training import Failed, Finished, Trainer
-
     torch.set_num_threads(threads)
     try:
-        mc, tc = ModelConfig.from_dict(mc_dict), TrainConfig.from_dict(tc_dict)
-        data = _unspill(sd)
-        for ev in Trainer(mc, tc, data, stop=stop, **trainer_kw).run():
-            if isinstance(ev, Finished):  # weights travel as arrays; the parent rebuilds the model
-                state = {k: v.detach().cpu().numpy() for k, v in ev.model.state_dict().items()}
-                q.put(("finished", dict(ev.metrics), ev.history, ev.stopped, state, int(ev.model.input_dim)))
-            else:
-                q.put(ev)
-    except BaseException as exc:  # anything at all: say it, do not vanish
-        from .training import is_out_of_memory, out_of_memory_reason
-
-        if is_out_of_memory(exc) and "mc" in locals():
-            q.put(Failed(out_of_memory_reason(exc, mc, tc)))
-        else:
-            q.put(Failed(f"{type(exc).__name__}: {exc}"))
+        for item in wire_events(mc_dict, tc_dict, lambda: _unspill(sd), stop, trainer_kw):
+            q.put(item)
     finally:
         q.put(None)
         q.close()
