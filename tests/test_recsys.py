@@ -211,6 +211,83 @@ def test_autorec_ensemble_members_each_choose_their_epochs_then_refit():
     assert 0 < m.train_seconds_ <= m.fit_seconds_ and m.train_cpu_seconds_ > 0
 
 
+def low_rank_bias_data(n_users=300, n_items=200, observed=0.25, seed=1) -> RatingsData:
+    """Ratings 1..5 = clip(3 + b_u + b_i + rank-3 interactions + noise); 20 % of them hidden."""
+    rng = np.random.default_rng(seed)
+    inter = rng.normal(size=(n_users, 3)) @ rng.normal(size=(3, n_items))
+    full = 3 + rng.normal(0, 0.6, (n_users, 1)) + rng.normal(0, 0.6, (1, n_items)) + 0.8 * inter / inter.std()
+    full = np.clip(full + rng.normal(0, 0.1, full.shape), 1, 5)
+    uu, ii = np.nonzero(rng.random(full.shape) < observed)
+    r = Ratings(uu.astype(np.int64), ii.astype(np.int64), full[uu, ii].astype(np.float32), n_users, n_items)
+    train, held = random_split(r, 0.2, seed)
+    return RatingsData("synthetic", "random", train, held, np.arange(n_users), np.arange(n_items), (1.0, 5.0))
+
+
+@pytest.mark.parametrize("name", ["autorec-item", "autorec-user"])
+def test_residual_autorec_recovers_hidden_entries_and_predicts_baseline_plus_network(name):
+    data = low_rank_bias_data()
+    common = dict(hidden=30, reg=1.0, epochs=80, lr=1e-2, patience=10, threads=1, ensemble=1)
+    res = make(name, residual=True, **common).fit(data.train, data)
+    u, i = data.test.user, data.test.item
+    got = evaluate.rating_metrics(res, data.test)["rmse"]
+    assert got < 0.5 * item_mean_rmse(data), (got, item_mean_rmse(data))  # item ~0.32, user ~0.41 vs ~0.93
+    plain = make(name, residual=False, **common).fit(data.train, data)
+    assert got < evaluate.rating_metrics(plain, data.test)["rmse"] - 0.05  # plain ~0.44 / ~0.56: biases cost it
+    # the network's output is the residual: prediction = mu + b_u + b_i (fitted on all of train) + r_hat
+    net_out = np.einsum("nk,nk->n", *((res.codes_[i], res.dec_w_[u]) if name == "autorec-item" else
+                                      (res.codes_[u], res.dec_w_[i]))) + res.dec_b_[u if name == "autorec-item" else i]
+    base = res.baseline_.baseline_pairs(u, i)
+    np.testing.assert_allclose(res._predict_raw(u, i), base + net_out, rtol=1e-5, atol=1e-5)
+    assert abs(float(np.mean(net_out))) < 0.2  # it learned residuals (mean ~0), not ratings (mean ~3)
+    everything = res.predict(np.repeat(np.arange(data.train.n_users), data.train.n_items),
+                             np.tile(np.arange(data.train.n_items), data.train.n_users))
+    raw = res._predict_raw(np.repeat(np.arange(data.train.n_users), data.train.n_items),
+                           np.tile(np.arange(data.train.n_items), data.train.n_users))
+    assert np.all(np.isfinite(everything)) and ((raw < 1) | (raw > 5)).any()  # clipping has work to do
+    np.testing.assert_allclose(everything, np.clip(raw, 1, 5), rtol=1e-6, atol=1e-6)
+    s = res.score_users(np.arange(5))
+    np.testing.assert_allclose(s, np.clip(res._score_raw(np.arange(5)), 1, 5), rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(s)) and s.min() >= 1 and s.max() <= 5
+    # fold-in of a known user: its b_u is the baseline's, so it reproduces (U-AutoRec) / is close to its scores
+    user = int(data.train.user[0])
+    row = data.train.csr()[user]
+    folded = res.fold_in(row.indices, row.data)
+    assert folded.shape == (data.train.n_items,) and np.all(np.isfinite(folded))
+    assert folded.min() >= 1 and folded.max() <= 5
+    if name == "autorec-user":
+        np.testing.assert_allclose(folded, res.score_users(np.array([user]))[0], rtol=1e-4, atol=1e-4)
+
+
+def test_residual_autorec_unseen_users_and_items_get_the_baseline():
+    data = low_rank_bias_data(n_users=80, n_items=50)
+    tr = data.train
+    train = tr.subset((tr.item != 7) & (tr.user != 5))
+    m = make("autorec-item", hidden=8, epochs=5, threads=1, residual=True).fit(train, data)
+    users, items = np.array([5, 0, 5, 1]), np.array([1, 7, 7, 2])
+    pred = m.predict(users, items)
+    np.testing.assert_allclose(pred[:3], np.clip(m.baseline_.baseline_pairs(users[:3], items[:3]), 1, 5), rtol=1e-5)
+    assert np.all(np.isfinite(pred)) and pred.min() >= 1 and pred.max() <= 5
+    from aecore.recsys.base import ConfigError
+
+    with pytest.raises(ConfigError, match="residual='yes' must be true or false"):
+        make("autorec-item", residual="yes")
+    assert make("autorec-item").config.residual and not make("autorec-user").config.residual  # the defaults
+
+
+def test_residual_target_must_have_the_inputs_pattern():
+    from aecore.recsys.models import _SparseRows
+
+    x = sparse.random(6, 5, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    x.data += 1
+    t = x.copy()
+    t.data -= 3
+    rows = _SparseRows(x, "cpu", t)
+    assert torch.equal(rows.val, torch.from_numpy(x.data)) and torch.allclose(rows.target, rows.val - 3)
+    other = sparse.random(6, 5, density=0.5, format="csr", random_state=1, dtype=np.float32)
+    with pytest.raises(ValueError, match="target's observed entries differ"):
+        _SparseRows(x, "cpu", other)
+
+
 def test_selection_sees_only_the_training_ratings(monkeypatch):
     from aecore.recsys import selection
 
