@@ -213,7 +213,7 @@ def test_a_broken_store_does_not_hide_why_training_failed(monkeypatch):
             yield Failed("diverged at step 3")
 
     class BrokenStore:
-        def start(self, *args):
+        def start(self, *args, **kwargs):
             return "run-1"
 
         def fail(self, *args):

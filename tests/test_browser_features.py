@@ -33,21 +33,25 @@ def server(tmp_path_factory):
 
 
 
-def test_documents_page_trains_on_a_text_folder(server, page, tmp_path):
-    for group, texts in TEXTS.items():
-        (tmp_path / "docs" / group).mkdir(parents=True)
-        for i, t in enumerate(texts):
-            (tmp_path / "docs" / group / f"{i}.txt").write_text(t)
+def test_documents_page_trains_on_an_uploaded_zip_of_text_folders(server, page, tmp_path):
+    import zipfile
+
+    upload = tmp_path / "class docs.zip"
+    with zipfile.ZipFile(upload, "w") as z:
+        for group, texts in TEXTS.items():
+            for i, t in enumerate(texts):
+                z.writestr(f"{group}/{i}.txt", t)
     page.goto(server.url + "/documents")
     page.get_by_role("heading", name="Documents").first.wait_for(timeout=30_000)
     page.get_by_text("20 Newsgroups is not under the data root").first.wait_for(timeout=10_000)
     main = page.get_by_test_id("stMain")  # the sidebar has its own "Code size K"
-    main.get_by_text("A folder of text files or a CSV").click()
-    for role, name, value in (
-            ("textbox", "Folder with one sub-folder of text files per label, or a CSV file of (text, label)",
-             str(tmp_path / "docs")),
-            ("textbox", "Hidden layers", "8"),
-            ("spinbutton", "Code size K", "2")):
+    main.get_by_text("Upload a CSV or a zip of text folders").click()
+    uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploaderDropzoneInput"]').first
+    uploader.wait_for(state="attached", timeout=30_000)
+    uploader.set_input_files(str(upload))
+    main.get_by_text("class docs.zip:").first.wait_for(timeout=30_000)  # "N documents in 2 labels"
+    assert "documents in 2 labels" in main.inner_text() and str(tmp_path) not in main.inner_text()
+    for role, name, value in (("textbox", "Hidden layers", "8"), ("spinbutton", "Code size K", "2")):
         box = main.get_by_role(role, name=name)
         box.fill(value)
         box.press("Enter")

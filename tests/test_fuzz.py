@@ -28,6 +28,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aecore.config import ConfigError, ModelConfig, TrainConfig
+
+
+def _flushing() -> bool:
+    tiny = np.finfo(np.float64).tiny
+    return np.float64(tiny) / np.float64(4.0) == 0.0  # a subnormal result read as zero: FTZ/DAZ are on
+
+
+@pytest.fixture(autouse=True)
+def _subnormals_on():
+    """Training earlier in this process turns flush-to-zero on (the Trainer calls
+    ``torch.set_flush_denormal(True)`` for speed) and hypothesis then refuses to draw subnormal
+    floats. The parsers must cope with subnormals, so FTZ is off while fuzzing, and put back."""
+    import torch
+
+    was = _flushing()
+    torch.set_flush_denormal(False)
+    yield
+    if was:
+        torch.set_flush_denormal(True)
 from aecore.data import DataError, load_file
 from aecore.data.files import MAX_DIM
 from aecore.recsys import load_ratings_csv
