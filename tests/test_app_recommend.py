@@ -47,7 +47,10 @@ def test_train_then_user_new_user_map_and_scores():
     _data_root()
     at = _open()
     assert any("press **Train**" in i.value for i in at.info)
+    assert at.checkbox(key="rec_autorec-item_residual").value is True  # I-AutoRec's default
     at.selectbox(key="rec_model").set_value("autorec-user").run()
+    assert at.checkbox(key="rec_autorec-user_residual").value is False  # U-AutoRec's default
+    at.checkbox(key="rec_autorec-user_residual").check()
     at.number_input(key="rec_autorec-user_hidden").set_value(16)
     at.number_input(key="rec_autorec-user_epochs").set_value(3)
     at.checkbox(key="rec_baselines").uncheck()
@@ -55,6 +58,7 @@ def test_train_then_user_new_user_map_and_scores():
     at.button(key="rec_train").click().run()
     assert not at.exception, at.exception
     assert at.success and "U-AutoRec" in at.success[0].value and "RMSE" in at.success[0].value
+    assert dict(at.session_state["rec_trained"][2])["residual"] is True  # the switch reached the model
 
     # a user: training ratings, top-10, held-out ratings with predictions
     frames = at.dataframe

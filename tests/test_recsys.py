@@ -783,6 +783,17 @@ def test_cli_recommend_json_contract_with_baselines(capsys, tmp_path):
     for name in ("global-mean", "biased-baseline", "biased-mf"):
         assert keys - {"model", "split"} <= set(final["baselines"][name])
     assert lines[0]["event"] == "epoch"
+    assert final["config"]["residual"] is True  # I-AutoRec's default
+
+
+def test_cli_recommend_residual_switch(capsys, tmp_path):
+    csv = small_csv(tmp_path)
+    code, out, err = run_cli(capsys, "recommend", "--ratings-csv", str(csv), "--model", "autorec-item",
+                             "--hidden", "8", "--epochs", "2", "--ensemble", "1", "--no-residual", "--json")
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["config"]["residual"] is False
+    code, out, err = run_cli(capsys, "recommend", "--ratings-csv", str(csv), "--model", "cdae", "--residual")
+    assert code == 2 and "--residual is not used by --model cdae" in err
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -25,6 +25,7 @@ MODEL_FLAGS = {
     "batch_size": "batch_size", "optimizer": "optimizer", "corruption": "corruption", "negatives": "negatives",
     "lam": "lam", "alpha": "alpha", "beta": "beta", "iterations": "iterations", "valid_fraction": "valid_fraction",
     "patience": "patience", "ensemble": "ensemble", "device": "device", "threads": "threads",
+    "residual": "residual",
 }
 
 
@@ -64,6 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--valid-fraction", type=float, help="training ratings held out to pick the epoch")
     g.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
     g.add_argument("--ensemble", type=int, metavar="N", help="AutoRec: networks averaged (seeds seed..seed+N-1)")
+    g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
+                   help="AutoRec: learn the residual of the biased baseline (I-AutoRec's default: on; better RMSE, worse top-10 lists)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--threads", type=int, help="torch CPU threads while training (0: torch's default)")
     r.add_argument("--seed", type=int, default=0, help="seeds the split, the validation carve-out and the model")
