@@ -26,7 +26,10 @@ from aecore.training import Evaluation, Finished, Trainer, evaluate
 from .common import machine_line, mnist, write
 
 PAPER_PCA30, PAPER_DEEP, VAE_REF_EPOCH7 = 13.87, 3.00, 106.66
-DEEP_EPOCHS, VAE_SEEDS = 30, 3
+DEEP_EPOCHS, VAE_SEEDS = 100, 3
+# (noise, level) of the deep autoencoder's candidates; 60-epoch trials on the same validation split:
+# none 3.51 (100 epochs), gaussian 0.1 3.30, masking 0.1 4.02
+DEEP_CANDIDATES = (("gaussian", 0.1), ("gaussian", 0.2))
 
 
 def split(data, n_val=5000) -> tuple[Dataset, Dataset]:
@@ -64,20 +67,34 @@ def pca_and_deep(data, quick, lines):
               "| model | ours | paper | epochs | seconds | validation SSE |", "| --- | ---: | ---: | ---: | ---: | ---: |",
               f"| PCA, 30 components | {pca_sse:.2f} | {PAPER_PCA30} | | | |"]
     epochs = 2 if quick else DEEP_EPOCHS
-    mc = ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250))
-    tc = TrainConfig(dataset="mnist", epochs=epochs, batch_size=128, lr=1e-3, lr_schedule="cosine",
-                     snapshot_every=1e9, progress_every=30)
-    print(f"deep 784-1000-500-250-30, {epochs} epochs, validation after each", flush=True)
-    fin, evals, secs = train(mc, tc, val, eval_each_epoch=True)
-    best = min(evals, key=lambda e: e.terms["recon"])
-    # the validation SSE (the squared error, whatever the training loss) of the final model
     from aecore.training import evaluate as ev_fn
-    val_sse = ev_fn(fin.model, val.x_test, val.x_train, 30)["test_sse"]
-    test_sse = evaluate(fin.model, test.x_test, test.x_train, 30)["test_sse"]
-    lines.append(f"| deep 784-1000-500-250-30 (ReLU, cross-entropy, Adam + cosine, no pre-training) | "
-                 f"{test_sse:.2f} | {PAPER_DEEP} | {epochs} | {secs:.0f} | {val_sse:.2f} |")
-    lines += ["", f"Best validation cross-entropy at epoch {best.epoch} of {epochs} (the schedule's last "
-              "epoch is reported; the validation curve decides whether more epochs would help).", ""]
+
+    # candidates differ only in the input noise (a regularizer: the plain net overfits after ~75 of
+    # 100 epochs); each trains on the first 55,000 images, the pick is the lowest validation SSE on
+    # the last 5,000, and only the pick is evaluated on the test set
+    tried = []
+    for noise, level in DEEP_CANDIDATES[:1] if quick else DEEP_CANDIDATES:
+        mc = ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250), noise=noise, noise_level=level)
+        tc = TrainConfig(dataset="mnist", epochs=epochs, batch_size=128, lr=1e-3, lr_schedule="cosine",
+                         snapshot_every=1e9, progress_every=30)
+        print(f"deep 784-1000-500-250-30, {noise} noise {level:g}, {epochs} epochs, validation after each", flush=True)
+        fin, evals, secs = train(mc, tc, val, eval_each_epoch=True)
+        best = min(evals, key=lambda e: e.terms["recon"])
+        val_sse = ev_fn(fin.model, val.x_test, val.x_train, 30)["test_sse"]  # squared error, whatever the loss
+        tried.append((val_sse, noise, level, secs, best.epoch, fin.model))
+        print(f"    validation SSE {val_sse:.3f}", flush=True)
+    pick = min(tried, key=lambda t: t[0])
+    test_sse = evaluate(pick[5], test.x_test, test.x_train, 30)["test_sse"]
+    for val_sse, noise, level, secs, best_epoch, model in tried:
+        label = "no input noise" if noise == "none" else f"{noise} input noise {level:g}"
+        chosen = model is pick[5]
+        lines.append(f"| deep 784-1000-500-250-30 ({label}; ReLU, cross-entropy, Adam + cosine, no pre-training)"
+                     f"{' — picked' if chosen else ''} | {f'{test_sse:.2f}' if chosen else '(not evaluated)'} | "
+                     f"{PAPER_DEEP} | {epochs} | {secs:.0f} | {val_sse:.2f} |")
+    lines += ["", "Each candidate trains on the first 55,000 training images; the one with the lowest SSE on the "
+              "last 5,000 is picked and only it is evaluated on the 10,000 test images. Best validation "
+              "cross-entropy (epoch of " + str(epochs) + "): " + ", ".join(
+                  f"{'none' if n == 'none' else f'{n} {lv:g}'} {be}" for _, n, lv, _, be, _ in tried) + ".", ""]
 
 
 def linear_vs_pca(data, quick, lines):
