@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import os
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import aecore.data as data
+from localhttp import no_proxies, serving
 from aecore.data import (
     BASE_URLS, DATASETS, DataError, Dataset, IdxSpec, RemoteFile, load, load_file, read_idx,
 )
@@ -22,7 +21,6 @@ from aecore.data import (
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -49,9 +47,7 @@ def env(monkeypatch, tmp_path):
     cache = tmp_path / "cache"
     monkeypatch.setenv("AECORE_CACHE", str(cache))
     monkeypatch.delenv("AECORE_DATA", raising=False)
-    for var in PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    no_proxies(monkeypatch)
     data.clear_memory_cache()
     yield cache
     data.clear_memory_cache()
@@ -296,46 +292,17 @@ def test_lookup_order_and_file_name_variants(env, tmp_path, monkeypatch):
         load("tiny", root=root, download=False)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
-        self.server.requests.append(self.path)
-        folder, _, name = self.path.rpartition("/")
-        route = self.server.routes.get(name) if folder == "/tiny" else None
-        if route is None:
-            self.send_error(404)
-            return
-        mode, body = route
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if mode == "drop":  # promise the whole body, send half, hang up
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.routes, httpd.requests = {}, []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server(monkeypatch):
+    with serving(monkeypatch) as httpd:
+        yield httpd
 
 
 def serve_tiny(monkeypatch, server, blobs, mode="ok"):
     monkeypatch.setitem(DATASETS, "tiny", tiny_spec(blobs))
-    url = f"http://127.0.0.1:{server.server_address[1]}/tiny/"
+    url = server.url("/tiny/")
     monkeypatch.setitem(BASE_URLS, "tiny", [url])
-    server.routes.update({n: (mode, b) for n, b in blobs.items()})
+    server.routes.update({"/tiny/" + n: (mode, b) for n, b in blobs.items()})
     return url
 
 
@@ -363,7 +330,7 @@ def test_download_checksum_mismatch_leaves_nothing(env, server, monkeypatch):
     _, blobs = tiny_files()
     url = serve_tiny(monkeypatch, server, blobs)
     wrong = gz(b"not what was published" * 100)
-    server.routes[IDX_NAMES[0]] = ("ok", wrong)
+    server.routes["/tiny/" + IDX_NAMES[0]] = ("ok", wrong)
     with pytest.raises(DataError) as info:
         load("tiny")
     msg = str(info.value)
@@ -380,7 +347,7 @@ def test_download_dropped_connection_then_retry(env, server, monkeypatch):
     with pytest.raises(DataError, match=dropped):
         load("tiny")
     assert files_under(env) == []  # no partial file, no temp file
-    server.routes.update({n: ("ok", b) for n, b in blobs.items()})
+    server.routes.update({"/tiny/" + n: ("ok", b) for n, b in blobs.items()})
     ds = load("tiny")
     np.testing.assert_array_equal(ds.y_test, arrays[IDX_NAMES[3]])
     assert [p.name for p in files_under(env)] == sorted(IDX_NAMES)

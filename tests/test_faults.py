@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import http.server
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import aecore.training as training
+from localhttp import serving
 from aecore import cli
 from aecore.checkpoint import CheckpointError, load_run
 from aecore.config import ModelConfig, TrainConfig
@@ -251,39 +250,16 @@ def test_one_job_out_of_memory_the_others_go_on_and_finish(monkeypatch, tmp_path
 
 
 # --- 3. downloads ---------------------------------------------------------------------------------------
-class _Flaky(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.body`` in ``server.mode``: 'drop' (half, then hang up), 'wrong', 'ok'."""
-
-    def do_GET(self):  # noqa: N802
-        body = self.server.body if self.server.mode != "wrong" else b"\x00" * len(self.server.body)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.server.mode == "drop":
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+FILE = "/files/images.bin.gz"
 
 
 @pytest.fixture
 def flaky(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    httpd.body = np.random.default_rng(0).bytes(300_000)
-    httpd.mode = "ok"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    """``routes[FILE]`` = (mode, ``body``): the same file served whole, cut off or wrong."""
+    with serving(monkeypatch) as httpd:
+        httpd.body = np.random.default_rng(0).bytes(300_000)
+        httpd.routes[FILE] = ("ok", httpd.body)
+        yield httpd
 
 
 def test_dropped_then_corrupted_download_leaves_nothing_and_a_retry_works(flaky, tmp_path):
@@ -291,14 +267,14 @@ def test_dropped_then_corrupted_download_leaves_nothing_and_a_retry_works(flaky,
     want = hashlib.sha256(body).hexdigest()
     f = RemoteFile("images.bin.gz", want, len(body))
     dest = tmp_path / "cache" / "tiny"
-    url = f"http://127.0.0.1:{flaky.server_address[1]}/files/"
+    url = flaky.url("/files/")
 
-    flaky.mode = "drop"  # (a) the connection dies halfway
+    flaky.routes[FILE] = ("drop", body)  # (a) the connection dies halfway
     with pytest.raises(DataError, match=r"could not download 'images\.bin\.gz'(.|\n)*(IncompleteRead|Connection broken)"):
         fetch([f], dest, [url])
     assert not dest.exists() or list(dest.rglob("*")) == []  # no partial or temp file
 
-    flaky.mode = "wrong"  # (b) the whole file arrives, with the wrong bytes
+    flaky.routes[FILE] = ("wrong", body)  # (b) the whole file arrives, with the wrong bytes
     with pytest.raises(DataError) as info:
         fetch([f], dest, [url], hint="Place images.bin.gz in /somewhere by hand.")
     msg = str(info.value)
@@ -308,7 +284,7 @@ def test_dropped_then_corrupted_download_leaves_nothing_and_a_retry_works(flaky,
     assert "Place images.bin.gz in /somewhere by hand." in msg
     assert list(dest.rglob("*")) == []
 
-    flaky.mode = "ok"  # (c) the server is fixed: the retry lands the verified file, alone
+    flaky.routes[FILE] = ("ok", body)  # (c) the server is fixed: the retry lands the verified file, alone
     got = fetch([f], dest, [url])
     assert got["images.bin.gz"].read_bytes() == body
     assert [p.name for p in dest.rglob("*")] == ["images.bin.gz"]
@@ -504,5 +480,5 @@ def test_a_download_temp_file_left_by_a_killed_process_is_swept(flaky, tmp_path)
     os.utime(orphan, (old, old))
     body = flaky.body
     f = RemoteFile("images.bin.gz", hashlib.sha256(body).hexdigest(), len(body))
-    fetch([f], dest, [f"http://127.0.0.1:{flaky.server_address[1]}/files/"])
+    fetch([f], dest, [flaky.url("/files/")])
     assert sorted(p.name for p in dest.iterdir()) == ["images.bin.gz", "tmpzz99yy88"]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import math
 import os
-import threading
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 import torch
 from scipy import sparse
 
+from localhttp import serving
 from aecore.cli import main
 from aecore.data import DataError
 from aecore.recsys import data as rdata
@@ -30,7 +29,6 @@ from aecore.recsys.evaluate import mae, rmse, topk_indices
 evaluate = aecore.recsys.evaluate  # the module (the package's attribute of that name is the module too)
 from aecore.recsys.models import AutoRecNet, _MDASide, autorec_loss, mda_statistics
 
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -592,41 +590,17 @@ def zip_of(files: dict[str, bytes], folder="ml-100k", extra: dict | None = None)
     return buf.getvalue()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
-        self.server.requests.append(self.path)
-        body = self.server.routes.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(monkeypatch):
-    for var in PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.routes, httpd.requests = {}, []
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(monkeypatch) as httpd:
+        yield httpd
 
 
 def serve_zip(monkeypatch, server, tiny_ml, blob: bytes, published: bytes | None = None) -> str:
     published = blob if published is None else published
     archive = rdata.RemoteFile("ml-100k.zip", hashlib.sha256(published).hexdigest(), len(published))
     monkeypatch.setitem(rdata.MOVIELENS, "movielens-100k", dataclasses.replace(tiny_ml, archive=archive))
-    url = f"http://127.0.0.1:{server.server_address[1]}/ml/"
+    url = server.url("/ml/")
     monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-100k", [url])
     server.routes["/ml/ml-100k.zip"] = blob
     return url
@@ -680,7 +654,7 @@ def test_movielens_1m_zip_is_downloaded_checked_and_extracted(server, monkeypatc
     spec = dataclasses.replace(rdata.MOVIELENS["movielens-1m"], n_users=3, n_items=4, n_ratings=6,
                                archive=rdata.RemoteFile("ml-1m.zip", hashlib.sha256(blob).hexdigest(), len(blob)))
     monkeypatch.setitem(rdata.MOVIELENS, "movielens-1m", spec)
-    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [f"http://127.0.0.1:{server.server_address[1]}/ml/"])
+    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [server.url("/ml/")])
     rdata.clear_memory_cache()
     with pytest.raises(DataError, match=r"not available offline.*ratings\.dat.*ml-1m\.zip"):
         load_movielens("movielens-1m", split="random", download=False)
@@ -707,7 +681,7 @@ def test_movielens_1m_bad_zip_or_bad_rows_are_refused(server, monkeypatch, tmp_p
     spec = dataclasses.replace(rdata.MOVIELENS["movielens-1m"], n_users=3, n_items=4, n_ratings=6,
                                archive=rdata.RemoteFile("ml-1m.zip", hashlib.sha256(good).hexdigest(), len(good)))
     monkeypatch.setitem(rdata.MOVIELENS, "movielens-1m", spec)
-    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [f"http://127.0.0.1:{server.server_address[1]}/ml/"])
+    monkeypatch.setitem(rdata.MOVIELENS_URLS, "movielens-1m", [server.url("/ml/")])
     rdata.clear_memory_cache()
     server.routes["/ml/ml-1m.zip"] = zip_of(tiny_ml1m_files("1::1::5::1\n"), folder="ml-1m")  # not the published zip
     with pytest.raises(DataError, match="checksum mismatch"):
