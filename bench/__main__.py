@@ -31,8 +31,8 @@ PARTS = {
                  ["pretrain.md"]),
     "growth": ([], ["--quick", "--skip-server"], ["growth.md"]),
 }
-# GPU tables come from `bash bench/gpu.sh` on a GPU machine (bench/out/gpu-cuda.md, training-cuda.md)
-GPU_FILES = ("gpu-cuda.md", "training-cuda.md")
+# the GPU table comes from `bash bench/gpu.sh` on a GPU machine (bench/out/gpu-cuda.md)
+GPU_FILES = ("gpu-cuda.md",)
 
 
 def _blocks(text: str) -> dict[str, str]:

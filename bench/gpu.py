@@ -1,8 +1,9 @@
 """GPU throughput: aecore's Trainer on CUDA against the reference loop on CUDA, and against a
-hand-captured CUDA graph of the same training step (what removing every launch overhead buys).
+hand-captured CUDA graph of the same training step (what removing every launch overhead buys),
+and against the GPU's measured matmul rate.
 
     python -m bench.gpu [--steps 3000] [--repeats 3] [--device cuda]
-    bash bench/gpu.sh           # the same, plus bench.training's table on CUDA
+    bash bench/gpu.sh           # the same, from any folder, with only torch/numpy/sklearn/safetensors
 
 Needs only torch, numpy, scikit-learn and safetensors (no Streamlit, no umap, no network): MNIST
 is read from $AECORE_DATA when present, else random data of its shape stands in (throughput
@@ -22,7 +23,7 @@ import torch
 from aecore.models import build_model
 
 from .common import machine_line, mmm, mnist, write
-from .training import MODELS, aecore_rate, reference_rate
+from .training import MODELS, compare, matmul_rate, weight_shapes
 
 GOAL = 1_000_000  # samples/s, 784-256-784 at batch 256 on an H100-class GPU
 
@@ -85,24 +86,29 @@ def main(argv=None) -> int:
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'} on the device; {args.steps} steps "
              f"per measurement, {args.repeats} alternating repeats (min / median / max); TF32 off.", "",
              "| model | batch | aecore samples/s | reference samples/s | aecore / reference | CUDA graph samples/s | "
-             "aecore / graph |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "aecore / graph | matmul GFLOP/s | trainer % of matmul (6 x params x samples/s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, mc in MODELS.items():
         for batch in map(int, args.batches.split(",")):
-            ours, ref, graphed = [], [], []
-            aecore_rate(mc, data, batch, 20, args.device)  # warm-up: kernels, allocator
-            reference_rate(mc, data, batch, 20, args.device)
-            for _ in range(args.repeats):
-                ours.append(aecore_rate(mc, data, batch, args.steps, args.device))
-                ref.append(reference_rate(mc, data, batch, args.steps, args.device))
-                if args.device.startswith("cuda") and mc.variant != "vae":
-                    try:
-                        graphed.append(graphed_rate(mc, data, batch, args.steps, args.device))
-                    except Exception as exc:  # noqa: BLE001  (report, keep measuring the rest)
-                        print(f"CUDA graph capture failed for {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            def graphed_once():
+                if not args.device.startswith("cuda") or mc.variant == "vae":
+                    return None
+                try:
+                    return graphed_rate(mc, data, batch, args.steps, args.device)
+                except Exception as exc:  # noqa: BLE001  (report, keep measuring the rest)
+                    print(f"CUDA graph capture failed for {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    return None
+
+            ours, ref, graphed = compare(mc, data, batch, args.steps, args.repeats, args.device, warmup=20,
+                                         also=graphed_once)
+            model = build_model(mc, 784)
+            params = sum(p.numel() for p in model.parameters())
+            peak = matmul_rate(weight_shapes(model), batch, args.device)
+            eff = 6 * params * float(np.median(ours)) / 1e9
             g_cell = mmm(graphed) if graphed else "n/a"
             g_ratio = mmm([a / b for a, b in zip(ours, graphed)]) if graphed else "n/a"
             lines.append(f"| {name} | {batch} | {mmm(ours)} | {mmm(ref)} | {mmm([a / b for a, b in zip(ours, ref)])} | "
-                         f"{g_cell} | {g_ratio} |")
+                         f"{g_cell} | {g_ratio} | {peak:.0f} | {100 * eff / peak:.0f} % |")
             print(lines[-1], flush=True)
     lines += ["", f"Goal: at least {GOAL:,} samples/s for 784-256-784 sigmoid at batch 256 on an H100-class GPU."]
     text = "\n".join(lines)

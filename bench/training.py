@@ -73,6 +73,20 @@ def reference_rate(mc, data, batch, steps, device) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None):
+    """aecore's and the reference loop's samples/s, alternating after a warm-up of each; ``also()``
+    (a third rate, or None) is measured in the same rounds. Returns (ours, ref, also) lists."""
+    ours, ref, other = [], [], []
+    aecore_rate(mc, data, batch, warmup, device)
+    reference_rate(mc, data, batch, warmup, device)
+    for _ in range(repeats):
+        ours.append(aecore_rate(mc, data, batch, steps, device))
+        ref.append(reference_rate(mc, data, batch, steps, device))
+        if also is not None and (v := also()) is not None:
+            other.append(v)
+    return ours, ref, other
+
+
 def matmul_rate(shapes, batch, device, reps=30) -> float:
     """GFLOP/s of the forward and backward matmuls of these layers at this batch."""
     flops, secs = 0.0, 0.0
@@ -118,12 +132,7 @@ def main(argv=None) -> int:
         model = build_model(mc, 784)
         params, shapes = n_params(model), weight_shapes(model)
         for batch in map(int, args.batches.split(",")):
-            ours, ref = [], []
-            aecore_rate(mc, data, batch, 5, args.device)  # warm-up
-            reference_rate(mc, data, batch, 5, args.device)
-            for _ in range(args.repeats):
-                ours.append(aecore_rate(mc, data, batch, args.steps, args.device))
-                ref.append(reference_rate(mc, data, batch, args.steps, args.device))
+            ours, ref, _ = compare(mc, data, batch, args.steps, args.repeats, args.device)
             ratio = [a / b for a, b in zip(ours, ref)]
             peak = matmul_rate(shapes, batch, args.device)
             eff = [6 * params * s / 1e9 for s in ours]
