@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from .registry import get_variant
 
-__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "check_number", "check_choice", "env_int", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES"]
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "check_number", "check_choice", "env_int", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES", "PRECISIONS"]
 
 ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
 OUTPUTS = ("linear", "sigmoid")
@@ -22,6 +22,9 @@ NOISES = ("none", "gaussian", "masking", "salt-pepper")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# float32 everywhere, or bfloat16 mixed precision: matrix products in bfloat16 (autocast), weights,
+# optimizer state and losses in float32. 2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and GPUs.
+PRECISIONS = ("float32", "bfloat16")
 
 # caps that keep a typo from eating the machine; raise them deliberately if needed
 MAX_CODE_SIZE = 100_000
@@ -177,6 +180,7 @@ class TrainConfig(_Serializable):
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "float32"  # or "bfloat16": mixed precision (see PRECISIONS)
     n_train: int | None = None  # use a seeded subset of the training set (None: all)
     snapshot_every: float = 0.5  # seconds of wall clock between snapshots
     progress_every: float = 0.1  # seconds between progress events
@@ -194,3 +198,4 @@ class TrainConfig(_Serializable):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)

@@ -11,6 +11,7 @@ for the host inside the loop.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -272,6 +273,16 @@ def evaluate(model, x_test: np.ndarray, x_train: np.ndarray, code_size: int, dev
     return out
 
 
+def mixed_precision(precision: str, device: torch.device):
+    """The context a training step's forward pass runs in: nothing for float32; for bfloat16,
+    autocast (matrix products in bfloat16; the loss terms upcast to float32 in objectives)."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if not torch.amp.is_autocast_available(device.type):
+        raise ValueError(f"precision={precision!r} is not available on device {device.type!r}; use 'float32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def make_optimizer(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
     """``opt_cls(params, **kwargs)``, fused where torch has it: Adam's fused kernel updates every
     parameter in one pass (CPU since torch 2.4, CUDA); on a 2-core CPU it trained the three
@@ -349,6 +360,7 @@ class Trainer:
         total_steps = steps_per_epoch * tc.epochs
         opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
         opt = make_optimizer(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        amp = mixed_precision(tc.precision, device)
         weights = model.loss_weights()
         names = list(weights)
         w_vec = torch.tensor([weights[n] for n in names], device=device)
@@ -430,7 +442,8 @@ class Trainer:
                     for group in opt.param_groups:
                         group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
                 xb = x[perm[i:i + B]]
-                terms = loss_fn(xb, generator=gen)
+                with amp:
+                    terms = loss_fn(xb, generator=gen)
                 vec = torch.stack([terms[n] for n in names]) * w_vec
                 loss = vec.sum()
                 opt.zero_grad(set_to_none=True)

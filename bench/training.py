@@ -1,12 +1,18 @@
 """Training-loop speed: aecore's Trainer against the canonical loop, and against the machine.
 
-    python -m bench.training [--steps 150] [--repeats 3] [--device cpu|cuda] [--quick]
+    python -m bench.training [--steps 150] [--repeats 3] [--device cpu|cuda] [--precisions float32,bfloat16] [--quick]
 
 Peer: the loop the canonical examples write (a DataLoader over a TensorDataset with
 shuffle=True, ``loss.item()`` every step), the same model, optimizer, batch and number of
 steps, run alternately with aecore's Trainer in one process. Limit: this machine's float32
 matmul rate for the layer shapes involved, against the trainer's effective rate
 6 x parameters x samples/s (forward 2, backward 4 FLOPs per weight and example).
+
+Precision: float32 rows compare like with like. bfloat16 rows run aecore's mixed precision
+(``TrainConfig(precision="bfloat16")``: matrix products in bfloat16) against the same float32
+canonical loop, and also time that loop with ``torch.autocast(bfloat16)`` added, so the table
+shows how much of the gain is the arithmetic and how much the loop; the matmul limit of those
+rows is the bfloat16 rate.
 """
 from __future__ import annotations
 
@@ -38,17 +44,20 @@ def weight_shapes(model) -> list[tuple[int, int]]:
     return [tuple(p.shape) for p in model.parameters() if p.ndim == 2]
 
 
-def aecore_rate(mc, data, batch, steps, device) -> float:
+def aecore_rate(mc, data, batch, steps, device, precision="float32") -> float:
     tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, n_train=batch * steps, device=device,
-                     snapshot_every=1e9, progress_every=1e9)
+                     precision=precision, snapshot_every=1e9, progress_every=1e9)
     for ev in Trainer(mc, tc, data).run():
         if isinstance(ev, Finished):
             return ev.metrics["samples_per_second"]
     raise RuntimeError("trainer failed")
 
 
-def reference_rate(mc, data, batch, steps, device) -> float:
-    """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step."""
+def reference_rate(mc, data, batch, steps, device, autocast=False) -> float:
+    """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step
+    (``autocast``: its forward pass under ``torch.autocast(bfloat16)``)."""
+    import contextlib
+
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
@@ -61,7 +70,8 @@ def reference_rate(mc, data, batch, steps, device) -> float:
     n = 0
     for (xb,) in loader:
         xb = xb.to(device)
-        terms = model.loss_terms(xb)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            terms = model.loss_terms(xb)
         loss = sum(weights[k] * v for k, v in terms.items())
         opt.zero_grad()
         loss.backward()
@@ -73,27 +83,29 @@ def reference_rate(mc, data, batch, steps, device) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None):
-    """aecore's and the reference loop's samples/s, alternating after a warm-up of each; ``also()``
-    (a third rate, or None) is measured in the same rounds. Returns (ours, ref, also) lists."""
+def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None,
+            precision: str = "float32"):
+    """aecore's (in ``precision``) and the float32 reference loop's samples/s, alternating after a
+    warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds.
+    Returns (ours, ref, also) lists."""
     ours, ref, other = [], [], []
-    aecore_rate(mc, data, batch, warmup, device)
+    aecore_rate(mc, data, batch, warmup, device, precision)
     reference_rate(mc, data, batch, warmup, device)
     for _ in range(repeats):
-        ours.append(aecore_rate(mc, data, batch, steps, device))
+        ours.append(aecore_rate(mc, data, batch, steps, device, precision))
         ref.append(reference_rate(mc, data, batch, steps, device))
         if also is not None and (v := also()) is not None:
             other.append(v)
     return ours, ref, other
 
 
-def matmul_rate(shapes, batch, device, reps=30) -> float:
+def matmul_rate(shapes, batch, device, reps=30, dtype=torch.float32) -> float:
     """GFLOP/s of the forward and backward matmuls of these layers at this batch."""
     flops, secs = 0.0, 0.0
     for out_f, in_f in shapes:
-        a = torch.randn(batch, in_f, device=device)
-        w = torch.randn(out_f, in_f, device=device)
-        g = torch.randn(batch, out_f, device=device)
+        a = torch.randn(batch, in_f, device=device, dtype=dtype)
+        w = torch.randn(out_f, in_f, device=device, dtype=dtype)
+        g = torch.randn(batch, out_f, device=device, dtype=dtype)
         for _ in range(3):
             a @ w.T
         if device != "cpu":
@@ -116,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precisions", default="float32,bfloat16",
+                    help="aecore's precisions to time (the reference loop is always float32)")
     ap.add_argument("--quick", action="store_true", help="fewer steps and repeats (CI-sized)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -125,20 +139,30 @@ def main(argv=None) -> int:
     lines = [f"# Training loop speed ({args.device})", "", machine_line(),
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'}; {args.steps} steps per "
              f"measurement, {args.repeats} alternating repeats (min / median / max).", "",
-             "| model | batch | aecore samples/s | reference samples/s | aecore / reference | matmul GFLOP/s | "
+             "| model | batch | aecore precision | aecore samples/s | reference samples/s (float32) | aecore / reference "
+             "| reference + bf16 autocast samples/s | matmul GFLOP/s (same precision) | "
              "trainer GFLOP/s (6 x params x samples/s) | % of matmul |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, mc in MODELS.items():
         model = build_model(mc, 784)
         params, shapes = n_params(model), weight_shapes(model)
         for batch in map(int, args.batches.split(",")):
-            ours, ref, _ = compare(mc, data, batch, args.steps, args.repeats, args.device)
-            ratio = [a / b for a, b in zip(ours, ref)]
-            peak = matmul_rate(shapes, batch, args.device)
-            eff = [6 * params * s / 1e9 for s in ours]
-            lines.append(f"| {name} | {batch} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | {peak:.1f} | "
-                         f"{mmm(eff)} | {100 * float(np.median(eff)) / peak:.0f} % |")
-            print(lines[-1], flush=True)
+            for precision in args.precisions.split(","):
+                bf16 = precision == "bfloat16"
+                also = (lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=True)) if bf16 else None
+                ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
+                                         precision=precision)
+                ratio = [a / b for a, b in zip(ours, ref)]
+                peak = matmul_rate(shapes, batch, args.device, dtype=torch.bfloat16 if bf16 else torch.float32)
+                eff = [6 * params * s / 1e9 for s in ours]
+                lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
+                             f"{mmm(amp) if amp else '—'} | {peak:.1f} | {mmm(eff)} | "
+                             f"{100 * float(np.median(eff)) / peak:.0f} % |")
+                print(lines[-1], flush=True)
+    lines += ["", "bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
+              "losses in float32) against the float32 canonical loop; the autocast column is that loop with "
+              "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "
+              "trained both ways)."]
     text = "\n".join(lines)
     print(text)
     write(f"training-{args.device}", text)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import streamlit as st
 
-from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, ConfigError, ModelConfig, \
+from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, PRECISIONS, ConfigError, ModelConfig, \
     TrainConfig
 from aecore.data import DataError
 from aecore.registry import get_variant, variant_names
@@ -32,7 +32,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_VARIANT = "sigmoid"
 # what trains in a few seconds on digits and already looks good
 GENERAL_DEFAULTS = {"sb_dataset": "digits", "sb_code_size": 16, "sb_epochs": 30, "sb_lr": 1e-2, "sb_batch": 64,
-                    "sb_seed": 0, "sb_device": "auto"}
+                    "sb_seed": 0, "sb_device": "auto", "sb_precision": "float32"}
 _INIT_FLAG, _WARN_KEY = "_sb_initialized", "_sb_query_warnings"
 
 
@@ -172,6 +172,7 @@ PARAMS: tuple[Param, ...] = (
     Param("batch", "sb_batch", _int(1, 1_000_000)),
     Param("seed", "sb_seed", _int(0, 2**31 - 1)),
     Param("device", "sb_device", _choice(lambda: DEVICES)),
+    Param("precision", "sb_precision", _choice(lambda: PRECISIONS)),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 
@@ -415,6 +416,10 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
                         help="Same seed + same settings = same run.")
         st.selectbox("Device", DEVICES, key="sb_device")
         st.caption(cuda_status())
+        st.selectbox("Precision", PRECISIONS, key="sb_precision",
+                     help="bfloat16 = mixed precision: matrix products in bfloat16, weights and losses in "
+                          "float32. 2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and on GPUs; "
+                          "errors differ from float32 in the third digit.")
 
     try:
         hidden = parse_hidden(hidden_text) if hidden_text is not None else ()
@@ -432,7 +437,8 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
             noise_level=float(ss["sb_noise_level"]) if "noise" in uses else 0.0,
             hidden=hidden, beta=float(ss["sb_beta"]) if "beta" in uses else 1.0)
         tc = TrainConfig(dataset=_chosen_dataset(), epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
-                         lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"])
+                         lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"],
+                         precision=ss["sb_precision"])
     except (ConfigError, ValueError) as exc:
         sb.error(str(exc))
         ss[MODEL_KEY] = ss[TRAIN_KEY] = None
