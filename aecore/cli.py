@@ -94,6 +94,9 @@ def _build_parser() -> _Parser:
     t.add_argument("--n-train", type=int, help="train on a seeded subset of this many examples")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS",
+                   help="move each training image by a random offset of up to PIXELS in each direction "
+                        "(input and target alike): a regularizer for image data")
     t.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: mixed precision (matrix products in bfloat16, weights and losses in float32); "
                         "2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and on GPUs")
@@ -158,7 +161,7 @@ def _train(args, session=None) -> int:
     tc = TrainConfig(dataset=args.dataset or str(Path(args.data_file).name), epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
                      weight_decay=args.weight_decay, seed=args.seed, device=args.device, n_train=args.n_train,
-                     precision=args.precision, progress_every=0.5, snapshot_every=1e9)
+                     precision=args.precision, augment_shift=args.augment_shift, progress_every=0.5, snapshot_every=1e9)
     data_info = {"name": data.name, "shape": list(data.shape), "input_dim": data.dim,
                  "value_range": list(data.value_range),
                  "label_names": list(data.label_names) if data.label_names else None}

@@ -181,6 +181,7 @@ class TrainConfig(_Serializable):
     seed: int = 0
     device: str = "auto"
     precision: str = "float32"  # or "bfloat16": mixed precision (see PRECISIONS)
+    augment_shift: int = 0  # move each training image by up to this many pixels (aecore.augment)
     n_train: int | None = None  # use a seeded subset of the training set (None: all)
     snapshot_every: float = 0.5  # seconds of wall clock between snapshots
     progress_every: float = 0.1  # seconds between progress events
@@ -192,7 +193,8 @@ class TrainConfig(_Serializable):
                             "batch_size": dict(lo=1, hi=1_000_000, integer=True),
                             "lr": dict(lo=0.0, hi=10.0, lo_open=True), "weight_decay": dict(lo=0.0),
                             "seed": dict(lo=0, hi=2**63 - 1, integer=True),
-                            "snapshot_every": dict(lo=0.0), "progress_every": dict(lo=0.0)})
+                            "snapshot_every": dict(lo=0.0), "progress_every": dict(lo=0.0),
+                            "augment_shift": dict(lo=0, hi=1000, integer=True)})
         if self.n_train is not None:
             _set_numbers(self, {"n_train": dict(lo=2, integer=True)})
         check_choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -25,6 +25,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
+from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
@@ -344,6 +345,7 @@ class Trainer:
             raise ValueError(f"loss='cross-entropy' needs inputs in [0, 1]; data {tc.dataset!r} spans "
                              f"[{float(x_np.min()):.3g}, {float(x_np.max()):.3g}]. Use loss='squared'.")
         D = x_np.shape[1]
+        check_shift(tc.augment_shift, data.shape, data.kind, tc.dataset)
         too_big = memory_check(mc, D, min(tc.batch_size, len(x_np)), len(x_np), device, self.memory_fraction)
         if too_big:  # refused before the model or its optimizer state is allocated
             yield Failed(too_big)
@@ -442,6 +444,8 @@ class Trainer:
                     for group in opt.param_groups:
                         group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
                 xb = x[perm[i:i + B]]
+                if tc.augment_shift:
+                    xb = random_shift(xb, data.shape, tc.augment_shift, gen)
                 with amp:
                     terms = loss_fn(xb, generator=gen)
                 vec = torch.stack([terms[n] for n in names]) * w_vec

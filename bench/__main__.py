@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # part -> (full arguments, quick arguments, output files)
 PARTS = {
     "training": ([], ["--quick"], ["training-cpu.md"]),
-    "anchors": ([], ["--quick"], ["anchors.md"]),
+    "anchors": ([], ["--quick"], ["anchors-deep.md", "anchors-linear.md", "anchors-vae.md", "anchors-sweeps.md"]),
     "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "300"], ["dashboard.md", "dashboard-nice.md"]),
     "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean", "--no-select"], ["recsys.md"]),
     "documents": ([], ["--epochs", "1"], ["documents.md"]),

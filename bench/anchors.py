@@ -220,14 +220,14 @@ def sweeps(data, quick, lines):
     lines.append("")
 
 
-PARTS = {"pca": None, "deep": pca_and_deep, "linear": linear_vs_pca, "vae": vae, "sweeps": sweeps}
+PARTS = {"deep": pca_and_deep, "linear": linear_vs_pca, "vae": vae, "sweeps": sweeps}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="deep,linear,vae,sweeps")
-    ap.add_argument("--deep-epochs", type=int, default=DEEP_EPOCHS, help="epochs of the deep autoencoder")
+    ap.add_argument("--only", default=",".join(PARTS))
+    ap.add_argument("--deep-epochs", type=int, default=None, help="epochs of every deep candidate (default: each its own)")
     ap.add_argument("--vae-seeds", type=int, default=VAE_SEEDS, help="seeds of the VAE run")
     args = ap.parse_args(argv)
     globals().update(DEEP_EPOCHS=args.deep_epochs, VAE_SEEDS=args.vae_seeds)
@@ -235,19 +235,19 @@ def main(argv=None) -> int:
 
     torch.set_flush_denormal(True)
     data, real = mnist()
-    lines = ["# Quality against the published anchors", "", machine_line(),
-             "Data: " + ("MNIST from the data root" if real else "RANDOM stand-in (MNIST not found): numbers "
-                         "are not comparable to the papers"), ""]
+    head = [machine_line(), "Data: " + ("MNIST from the data root" if real else "RANDOM stand-in (MNIST not found): "
+                                        "numbers are not comparable to the papers"), ""]
+    texts = []
     for part in args.only.split(","):
-        fn = PARTS.get(part)
-        if fn is None and part != "pca":
+        if part not in PARTS:
             raise SystemExit(f"--only: unknown part {part!r}; choose from {', '.join(PARTS)}")
-        if fn:
-            fn(data, args.quick, lines)
-    text = "\n".join(lines)
-    print(text)
-    partial = set(args.only.split(",")) != {"deep", "linear", "vae", "sweeps"}
-    write("anchors" + ("-" + args.only.replace(",", "-") if partial else "") + ("-quick" if args.quick else ""), text)
+        lines: list[str] = []
+        PARTS[part](data, args.quick, lines)
+        # each part its own file (bench/out/anchors-<part>.md): rerunning one leaves the others' numbers
+        text = "\n".join([lines[0], "", *head, *lines[1:]]).replace("## ", "# ", 1)
+        write(f"anchors-{part}", text)
+        texts.append(text)
+    print("\n\n".join(texts))
     return 0
 
 

@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precisions", default="float32", help="aecore precisions (bfloat16: mixed precision; the reference loop stays float32)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU is visible to torch; run with --device cpu for a smoke test", file=sys.stderr)
@@ -85,13 +86,13 @@ def main(argv=None) -> int:
     lines = [f"# GPU throughput ({args.device})", "", machine_line(),
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'} on the device; {args.steps} steps "
              f"per measurement, {args.repeats} alternating repeats (min / median / max); TF32 off.", "",
-             "| model | batch | aecore samples/s | reference samples/s | aecore / reference | CUDA graph samples/s | "
+             "| model | batch | aecore precision | aecore samples/s | reference samples/s | aecore / reference | CUDA graph samples/s | "
              "aecore / graph | matmul GFLOP/s | trainer % of matmul (6 x params x samples/s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, mc in MODELS.items():
-        for batch in map(int, args.batches.split(",")):
+        for batch, precision in [(b, pr) for b in map(int, args.batches.split(",")) for pr in args.precisions.split(",")]:
             def graphed_once():
-                if not args.device.startswith("cuda") or mc.variant == "vae":
+                if not args.device.startswith("cuda") or mc.variant == "vae" or precision != "float32":
                     return None
                 try:
                     return graphed_rate(mc, data, batch, args.steps, args.device)
@@ -100,14 +101,15 @@ def main(argv=None) -> int:
                     return None
 
             ours, ref, graphed = compare(mc, data, batch, args.steps, args.repeats, args.device, warmup=20,
-                                         also=graphed_once)
+                                         also=graphed_once, precision=precision)
             model = build_model(mc, 784)
             params = sum(p.numel() for p in model.parameters())
-            peak = matmul_rate(weight_shapes(model), batch, args.device)
+            peak = matmul_rate(weight_shapes(model), batch, args.device,
+                               dtype=torch.bfloat16 if precision == "bfloat16" else torch.float32)
             eff = 6 * params * float(np.median(ours)) / 1e9
             g_cell = mmm(graphed) if graphed else "n/a"
             g_ratio = mmm([a / b for a, b in zip(ours, graphed)]) if graphed else "n/a"
-            lines.append(f"| {name} | {batch} | {mmm(ours)} | {mmm(ref)} | {mmm([a / b for a, b in zip(ours, ref)])} | "
+            lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm([a / b for a, b in zip(ours, ref)])} | "
                          f"{g_cell} | {g_ratio} | {peak:.0f} | {100 * eff / peak:.0f} % |")
             print(lines[-1], flush=True)
     lines += ["", f"Goal: at least {GOAL:,} samples/s for 784-256-784 sigmoid at batch 256 on an H100-class GPU."]

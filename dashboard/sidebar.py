@@ -32,7 +32,8 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_VARIANT = "sigmoid"
 # what trains in a few seconds on digits and already looks good
 GENERAL_DEFAULTS = {"sb_dataset": "digits", "sb_code_size": 16, "sb_epochs": 30, "sb_lr": 1e-2, "sb_batch": 64,
-                    "sb_seed": 0, "sb_device": "auto", "sb_precision": "float32"}
+                    "sb_seed": 0, "sb_device": "auto", "sb_precision": "float32",
+                    "sb_augment_shift": 0}
 _INIT_FLAG, _WARN_KEY = "_sb_initialized", "_sb_query_warnings"
 
 
@@ -173,6 +174,7 @@ PARAMS: tuple[Param, ...] = (
     Param("seed", "sb_seed", _int(0, 2**31 - 1)),
     Param("device", "sb_device", _choice(lambda: DEVICES)),
     Param("precision", "sb_precision", _choice(lambda: PRECISIONS)),
+    Param("shift", "sb_augment_shift", _int(0, 1000)),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 
@@ -414,6 +416,9 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
         st.number_input("Batch size", min_value=1, max_value=1_000_000, step=16, key="sb_batch")
         st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sb_seed",
                         help="Same seed + same settings = same run.")
+        st.number_input("Random shifts (pixels)", min_value=0, max_value=1000, step=1, key="sb_augment_shift",
+                        help="Move each training image by a random offset of up to this many pixels (input and "
+                             "target alike): more training images, less memorising. Images only; 0 = off.")
         st.selectbox("Device", DEVICES, key="sb_device")
         st.caption(cuda_status())
         st.selectbox("Precision", PRECISIONS, key="sb_precision",
@@ -438,7 +443,7 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
             hidden=hidden, beta=float(ss["sb_beta"]) if "beta" in uses else 1.0)
         tc = TrainConfig(dataset=_chosen_dataset(), epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
                          lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"],
-                         precision=ss["sb_precision"])
+                         precision=ss["sb_precision"], augment_shift=int(ss["sb_augment_shift"]))
     except (ConfigError, ValueError) as exc:
         sb.error(str(exc))
         ss[MODEL_KEY] = ss[TRAIN_KEY] = None
