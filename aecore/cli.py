@@ -99,7 +99,7 @@ def _build_parser() -> _Parser:
                         "(input and target alike): a regularizer for image data")
     t.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: mixed precision (matrix products in bfloat16, weights and losses in float32); "
-                        "2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and on GPUs")
+                        "1.6-2.5x faster than float32 on a CPU with bfloat16 units (AVX512-BF16); without them it may be slower")
     t.add_argument("--data-dir", metavar="DIR", help="data root (default: $AECORE_DATA)")
     t.add_argument("--no-download", action="store_true", help="never download; fail if the files are not here")
     t.add_argument("--out", metavar="DIR", help="save the run here (default: the run store, $AECORE_RUNS)")

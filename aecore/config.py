@@ -23,7 +23,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # float32 everywhere, or bfloat16 mixed precision: matrix products in bfloat16 (autocast), weights,
-# optimizer state and losses in float32. 2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and GPUs.
+# optimizer state and losses in float32. 1.6-2.5x faster on a CPU with AVX512-BF16 (BENCHMARKS.md).
 PRECISIONS = ("float32", "bfloat16")
 
 # caps that keep a typo from eating the machine; raise them deliberately if needed

@@ -423,7 +423,7 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
         st.caption(cuda_status())
         st.selectbox("Precision", PRECISIONS, key="sb_precision",
                      help="bfloat16 = mixed precision: matrix products in bfloat16, weights and losses in "
-                          "float32. 2-4x faster on CPUs with bfloat16 units (AVX512-BF16, AMX) and on GPUs; "
+                          "float32. 1.6-2.5x faster on CPUs with bfloat16 units (AVX512-BF16, AMX); without them it may be slower; "
                           "errors differ from float32 in the third digit.")
 
     try:

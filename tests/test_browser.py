@@ -51,6 +51,19 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
     assert errors(page) == []
 
 
+def test_mixed_precision_and_shifts_from_the_url_train_to_the_end(server, page):
+    page.goto(server.url + "/?variant=deep&K=8&epochs=40&precision=bfloat16&shift=1")
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert "bfloat16" in sidebar.inner_text()  # the Precision select shows the URL's choice
+    assert sidebar.get_by_label("Random shifts (pixels)").input_value() == "1"
+    page.get_by_role("button", name="Train", exact=True).click()
+    wait_for_text(page, "Finished after", timeout=120)
+    shot(page, "train-bfloat16-shift")
+    assert errors(page) == []
+    assert "Failed" not in page.inner_text("body")
+
+
 def test_stop_ends_a_long_run(server, page):
     page.goto(server.url + "/?variant=relu&K=32&epochs=20000")
     page.get_by_role("button", name="Train", exact=True).click()
