@@ -13,6 +13,11 @@ __all__ = ["squared_error", "cross_entropy", "l1_sparsity", "contractive_penalty
            "activation_derivative", "gaussian_kl", "gaussian_nll"]
 
 
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """bfloat16 / float16 (a mixed-precision forward pass) up to float32; other dtypes unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _observed(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The target with unobserved entries replaced by the (detached) prediction, so a missing
     value stored as NaN neither poisons the loss nor its gradient (NaN * 0 is NaN)."""
@@ -21,7 +26,7 @@ def _observed(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> 
 
 def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     # per_entry: (B, D); mask: (B, D) with 1 = observed, 0 = missing (no loss, no gradient)
-    per_entry = per_entry.float()  # sums in float32 even when the model ran in bfloat16
+    per_entry = _f32(per_entry)  # sums in float32 even when the model ran in bfloat16
     if mask is not None:
         per_entry = per_entry * mask
     return per_entry.sum(dim=1).mean()
@@ -29,28 +34,28 @@ def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 
 def squared_error(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """sum_d (x̂_d - x_d)^2, mean over the batch; only observed entries when ``mask`` is given."""
-    recon = recon.float()
+    recon = _f32(recon)
     return _masked_sum((recon - _observed(x, recon, mask)).square(), mask)
 
 
 def cross_entropy(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Bernoulli cross-entropy -sum_d [x_d log x̂_d + (1-x_d) log(1-x̂_d)] with x̂ = sigmoid(logits),
     computed from the logits for numerical stability; x must lie in [0, 1]."""
-    logits = logits.float()  # bfloat16 logits (mixed precision) lose ~3 digits in the log terms
+    logits = _f32(logits)  # bfloat16 logits (mixed precision) lose ~3 digits in the log terms
     x = _observed(x, torch.sigmoid(logits), mask)
     return _masked_sum(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
 
 
 def gaussian_nll(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """-log N(x; x̂, I) = 0.5 ||x - x̂||^2 + D/2 log 2π (unit-variance Gaussian decoder), in nats."""
-    recon = recon.float()
+    recon = _f32(recon)
     per_entry = 0.5 * (recon - _observed(x, recon, mask)).square() + 0.5 * math.log(2 * math.pi)
     return _masked_sum(per_entry, mask)
 
 
 def l1_sparsity(h: torch.Tensor) -> torch.Tensor:
     """Ω(h) = sum_k |h_k|, mean over the batch."""
-    return h.float().abs().sum(dim=1).mean()
+    return _f32(h).abs().sum(dim=1).mean()
 
 
 def activation_derivative(name: str, pre: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -72,7 +77,7 @@ def contractive_penalty(weight: torch.Tensor, pre: torch.Tensor, h: torch.Tensor
     J = diag(act'(a)) W, so ||J||_F^2 = sum_k act'(a_k)^2 sum_d W_kd^2: no Jacobian is formed.
     weight: (K, D); pre, h: (B, K). Mean over the batch.
     """
-    d = activation_derivative(activation, pre.float(), h.float())  # (B, K)
+    d = activation_derivative(activation, _f32(pre), _f32(h))  # (B, K)
     row_norms = weight.square().sum(dim=1)  # (K,)
     return (d.square() * row_norms).sum(dim=1).mean()
 
@@ -82,5 +87,5 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
     Kingma & Welling 2014, Appendix B: -1/2 sum_k (1 + log σ_k^2 - μ_k^2 - σ_k^2).
     """
-    mu, logvar = mu.float(), logvar.float()
+    mu, logvar = _f32(mu), _f32(logvar)
     return (-0.5 * (1 + logvar - mu.square() - logvar.exp())).sum(dim=1).mean()

@@ -345,7 +345,8 @@ class Trainer:
             raise ValueError(f"loss='cross-entropy' needs inputs in [0, 1]; data {tc.dataset!r} spans "
                              f"[{float(x_np.min()):.3g}, {float(x_np.max()):.3g}]. Use loss='squared'.")
         D = x_np.shape[1]
-        check_shift(tc.augment_shift, data.shape, data.kind, tc.dataset)
+        if tc.augment_shift:
+            check_shift(tc.augment_shift, data.shape, data.kind, tc.dataset)
         too_big = memory_check(mc, D, min(tc.batch_size, len(x_np)), len(x_np), device, self.memory_fraction)
         if too_big:  # refused before the model or its optimizer state is allocated
             yield Failed(too_big)

@@ -37,8 +37,13 @@ def _describe(mc, tc) -> str:
     if mc.hidden:
         extra.append(f"hidden {','.join(map(str, mc.hidden))}")
     extra = f" ({', '.join(extra)})" if extra else ""
+    training = [f"{tc.epochs} epochs", f"lr {tc.lr:g}", f"batch {tc.batch_size}", f"seed {tc.seed}", f"device {tc.device}"]
+    if tc.augment_shift:
+        training.append(f"random shifts ≤ {tc.augment_shift} px")
+    if tc.precision != "float32":
+        training.append(tc.precision)
     return (f"**{mc.variant}**{extra}, K={mc.code_size}, {mc.activation}, {mc.loss} loss on **{_dataset_label(tc.dataset)}** — "
-            f"{tc.epochs} epochs, lr {tc.lr:g}, batch {tc.batch_size}, seed {tc.seed}, device {tc.device}")
+            + ", ".join(training))
 
 
 def _start(mc, tc) -> None:

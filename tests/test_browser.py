@@ -55,10 +55,11 @@ def test_mixed_precision_and_shifts_from_the_url_train_to_the_end(server, page):
     page.goto(server.url + "/?variant=deep&K=8&epochs=40&precision=bfloat16&shift=1")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    assert "bfloat16" in sidebar.inner_text()  # the Precision select shows the URL's choice
-    assert sidebar.get_by_label("Random shifts (pixels)").input_value() == "1"
+    assert sidebar.get_by_role("combobox", name="Precision").input_value() == "bfloat16"  # the select shows the URL's choice
+    assert sidebar.get_by_role("spinbutton", name="Random shifts (pixels)").input_value() == "1"
     page.get_by_role("button", name="Train", exact=True).click()
     wait_for_text(page, "Finished after", timeout=120)
+    assert "device auto, random shifts ≤ 1 px, bfloat16" in page.inner_text("body")  # the job's description
     shot(page, "train-bfloat16-shift")
     assert errors(page) == []
     assert "Failed" not in page.inner_text("body")
