@@ -1,14 +1,11 @@
 """Random-shift augmentation (TrainConfig.augment_shift): what moves where, and who may use it."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from aecore.augment import check_shift, random_shift
-from aecore.cli import main
 from aecore.config import ConfigError, ModelConfig, TrainConfig
 from aecore.data import Dataset
 from aecore.training import Failed, Finished, Trainer
@@ -106,15 +103,6 @@ def test_training_with_shifts_sees_shifted_batches(digits, monkeypatch):
     # ink only leaves (8x8 digits fill their frame) and is never made up
     mass, stored_mass = batches.sum(axis=1).mean(), digits.x_train.sum(axis=1).mean()
     assert 0.7 * stored_mass < mass < stored_mass
-
-
-def test_cli_augment_shift_reaches_the_stored_config(capsys, tmp_path):
-    code = main(["train", "--variant", "sigmoid", "--dataset", "digits", "-k", "4", "--epochs", "1",
-                 "--augment-shift", "1", "--json", "--out", str(tmp_path / "r")])
-    _, err = capsys.readouterr()
-    assert code == 0, err
-    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["train"]["augment_shift"] == 1
 
 
 def test_sidebar_shift_reaches_the_config_and_the_url(at):

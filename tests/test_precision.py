@@ -90,13 +90,18 @@ def test_precision_on_a_device_without_autocast_is_refused_by_name(monkeypatch):
         mixed_precision("bfloat16", torch.device("cpu"))
 
 
-def test_cli_precision_reaches_the_stored_config(capsys, tmp_path):
+@pytest.mark.parametrize("flag, value, key, stored", [("--precision", "bfloat16", "precision", "bfloat16"),
+                                                      ("--augment-shift", "1", "augment_shift", 1)])
+def test_cli_training_options_reach_the_stored_config(capsys, tmp_path, flag, value, key, stored):
     code = main(["train", "--variant", "sigmoid", "--dataset", "digits", "-k", "4", "--epochs", "1",
-                 "--precision", "bfloat16", "--json", "--out", str(tmp_path / "r")])
-    out, err = capsys.readouterr()
+                 flag, value, "--json", "--out", str(tmp_path / "r")])
+    _, err = capsys.readouterr()
     assert code == 0, err
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["train"]["precision"] == "bfloat16"
+    assert cfg["train"][key] == stored
+
+
+def test_cli_refuses_an_unknown_precision(capsys):
     assert main(["train", "--variant", "sigmoid", "--dataset", "digits", "--precision", "half"]) == 2
     assert "invalid choice: 'half'" in capsys.readouterr().err
 
