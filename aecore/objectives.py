@@ -26,7 +26,6 @@ def _observed(x: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> 
 
 def _masked_sum(per_entry: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     # per_entry: (B, D); mask: (B, D) with 1 = observed, 0 = missing (no loss, no gradient)
-    per_entry = _f32(per_entry)  # sums in float32 even when the model ran in bfloat16
     if mask is not None:
         per_entry = per_entry * mask
     return per_entry.sum(dim=1).mean()
