@@ -11,7 +11,7 @@ import pytest
 
 from aecore import embedding
 
-pytest.importorskip("streamlit.testing.v1")
+pytest.importorskip("streamlit.testing.v1", reason="the page tests need Streamlit's AppTest (pip install -e '.[test]')")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from apptest import APP
 

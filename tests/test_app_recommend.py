@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
+pytest.importorskip("streamlit.testing.v1", reason="the page tests need Streamlit's AppTest (pip install -e '.[test]')")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from apptest import APP
 
