@@ -63,7 +63,7 @@ def _emit(obj: dict) -> None:
 
 def _build_parser() -> _Parser:
     from .registry import VARIANTS, variant_names
-    from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from .config import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUT_BIASES, PRECISIONS, SCHEDULES
 
     p = _Parser(prog="aecore", description="Train and inspect autoencoders.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -100,6 +100,9 @@ def _build_parser() -> _Parser:
     t.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: mixed precision (matrix products in bfloat16, weights and losses in float32); "
                         "1.6-2.5x faster than float32 on a CPU with bfloat16 units (AVX512-BF16); without them it may be slower")
+    t.add_argument("--output-bias", default="data", choices=OUTPUT_BIASES,
+                   help="where the decoder's output bias starts: data = the training data's mean (its log-odds "
+                        "for a sigmoid output), init = the model's own initialisation (default: %(default)s)")
     t.add_argument("--data-dir", metavar="DIR", help="data root (default: $AECORE_DATA)")
     t.add_argument("--no-download", action="store_true", help="never download; fail if the files are not here")
     t.add_argument("--out", metavar="DIR", help="save the run here (default: the run store, $AECORE_RUNS)")
@@ -161,7 +164,7 @@ def _train(args, session=None) -> int:
     tc = TrainConfig(dataset=args.dataset or str(Path(args.data_file).name), epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
                      weight_decay=args.weight_decay, seed=args.seed, device=args.device, n_train=args.n_train,
-                     precision=args.precision, augment_shift=args.augment_shift, progress_every=0.5, snapshot_every=1e9)
+                     precision=args.precision, augment_shift=args.augment_shift, output_bias=args.output_bias, progress_every=0.5, snapshot_every=1e9)
     data_info = {"name": data.name, "shape": list(data.shape), "input_dim": data.dim,
                  "value_range": list(data.value_range),
                  "label_names": list(data.label_names) if data.label_names else None}

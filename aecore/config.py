@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from .registry import get_variant
 
-__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "check_number", "check_choice", "env_int", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES", "PRECISIONS"]
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "check_number", "check_choice", "env_int", "ACTIVATIONS", "OUTPUTS", "LOSSES", "NOISES", "PRECISIONS", "OUTPUT_BIASES"]
 
 ACTIVATIONS = ("linear", "sigmoid", "relu", "tanh")
 OUTPUTS = ("linear", "sigmoid")
@@ -25,6 +25,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # float32 everywhere, or bfloat16 mixed precision: matrix products in bfloat16 (autocast), weights,
 # optimizer state and losses in float32. 1.6-2.5x faster on a CPU with AVX512-BF16 (BENCHMARKS.md).
 PRECISIONS = ("float32", "bfloat16")
+# where the decoder's output bias starts: "data" = the training data's mean (its log-odds under a
+# sigmoid output; Burda et al. 2016 start the VAE this way), "init" = the model's own initialisation
+# (zeros for the autoencoders, nn.Linear's uniform draw for the VAE, as pytorch/examples).
+OUTPUT_BIASES = ("data", "init")
 
 # caps that keep a typo from eating the machine; raise them deliberately if needed
 MAX_CODE_SIZE = 100_000
@@ -182,6 +186,7 @@ class TrainConfig(_Serializable):
     device: str = "auto"
     precision: str = "float32"  # or "bfloat16": mixed precision (see PRECISIONS)
     augment_shift: int = 0  # move each training image by up to this many pixels (aecore.augment)
+    output_bias: str = "data"  # or "init" (see OUTPUT_BIASES)
     n_train: int | None = None  # use a seeded subset of the training set (None: all)
     snapshot_every: float = 0.5  # seconds of wall clock between snapshots
     progress_every: float = 0.1  # seconds between progress events
@@ -201,3 +206,4 @@ class TrainConfig(_Serializable):
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("output_bias", self.output_bias, OUTPUT_BIASES)

@@ -29,7 +29,7 @@ from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
-from .models import build_model
+from .models import build_model, start_output_bias
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
            "fit", "resolve_device", "evaluate", "as_tensor",
@@ -355,6 +355,8 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         model = build_model(mc, D, generator=init_gen).to(device)
         x = as_tensor(x_np, device)  # (N, D) the whole training set, on the device
+        if tc.output_bias == "data":
+            start_output_bias(model, x)
         N = x.shape[0]
         n_local = self._shard(torch.arange(N, device=device)).shape[0]  # examples this process sees per epoch
         B = min(tc.batch_size, n_local)

@@ -28,12 +28,10 @@ from .common import machine_line, mnist, write
 PAPER_PCA30, PAPER_DEEP, VAE_REF_EPOCH7 = 13.87, 3.00, 106.66
 DEEP_EPOCHS, VAE_SEEDS = None, 3  # None: each deep candidate's own number of epochs
 # the deep autoencoder's candidates (all Adam 1e-3 + cosine, batch 128, seed 0); the pick is the lowest
-# validation SSE. Earlier trials on the same split are listed in DEEP_EARLIER.
-DEEP_CANDIDATES = (
-    dict(noise="gaussian", level=0.1, shift=1, wd=1e-5, precision="bfloat16", epochs=100),
-    dict(noise="gaussian", level=0.1, shift=1, wd=1e-5, precision="bfloat16", epochs=200),
-    dict(noise="gaussian", level=0.1, shift=2, wd=1e-5, precision="bfloat16", epochs=200),
-)
+# validation SSE. Earlier trials on the same split are listed in DEEP_EARLIER. They were chosen and
+# measured before TrainConfig.output_bias existed, with the output bias starting at zero ("init").
+_DEEP = dict(noise="gaussian", level=0.1, wd=1e-5, precision="bfloat16", output_bias="init")
+DEEP_CANDIDATES = (dict(_DEEP, shift=1, epochs=100), dict(_DEEP, shift=1, epochs=200), dict(_DEEP, shift=2, epochs=200))
 DEEP_EARLIER = (
     "Earlier trials on the same split (validation SSE; 100 epochs unless said): no noise, float32: 3.51 "
     "(test 3.43, best epoch 75: it memorises); Gaussian noise 0.1, float32: 3.24 (test 3.15); Gaussian 0.2, "
@@ -74,6 +72,8 @@ def _label(c: dict) -> str:
     if c.get("wd"):
         parts.append(f"L2 {c['wd']:g}")
     parts.append(c.get("precision", "float32"))
+    if c.get("output_bias", "data") != "data":
+        parts.append("output bias from the model's init")
     return ", ".join(parts)
 
 
@@ -108,7 +108,8 @@ def pca_and_deep(data, quick, lines):
         mc = ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250), noise=c["noise"], noise_level=c["level"])
         tc = TrainConfig(dataset="mnist", epochs=epochs, batch_size=128, lr=1e-3, lr_schedule="cosine",
                          weight_decay=c.get("wd", 0.0), precision=c.get("precision", "float32"),
-                         augment_shift=c.get("shift", 0), snapshot_every=1e9, progress_every=30)
+                         augment_shift=c.get("shift", 0), output_bias=c.get("output_bias", "data"),
+                         snapshot_every=1e9, progress_every=30)
         print(f"deep 784-1000-500-250-30, {_label(c)}, {epochs} epochs, validation after each", flush=True)
         fin, evals, secs = train(mc, tc, val, eval_each_epoch=True)
         best = min(evals, key=lambda e: e.terms["recon"])
@@ -205,45 +206,61 @@ def vae(data, quick, lines):
     epochs = 2 if quick else 10
     seeds = range(1 if quick else VAE_SEEDS)
     mc = ModelConfig(variant="vae", code_size=20, hidden=(400,))
-    curves, secs, ref_curves, ref_secs, bf_curves, bf_secs = [], [], [], [], [], []
+    # aecore as it trains by default (output bias from the data's mean), then with the example's own
+    # init of that bias, then in bfloat16; the example's loop last. Alternating, seed by seed.
+    runs = {"aecore": {}, "aecore, output bias from init": dict(output_bias="init"),
+            "aecore, bfloat16": dict(precision="bfloat16")}
+    curves, secs = {k: [] for k in [*runs, "loop"]}, {k: [] for k in [*runs, "loop"]}
     for seed in seeds:  # one reference number is one seed's; so is each of ours: show the spread
         tc = TrainConfig(dataset="mnist", epochs=epochs, batch_size=128, lr=1e-3, snapshot_every=1e9,
                          progress_every=30, seed=seed)
-        print(f"VAE 784-400-20, seed {seed}", flush=True)
-        fin, evals, sec = train(mc, tc, data, eval_each_epoch=True)
-        curves.append([e.neg_elbo for e in evals])
-        secs.append(sec)
-        print(f"VAE 784-400-20, bfloat16, seed {seed}", flush=True)
-        fin, evals, sec = train(mc, tc.replace(precision="bfloat16"), data, eval_each_epoch=True)
-        bf_curves.append([e.neg_elbo for e in evals])
-        bf_secs.append(sec)
+        for name, kw in runs.items():
+            print(f"VAE 784-400-20, {name}, seed {seed}", flush=True)
+            fin, evals, sec = train(mc, tc.replace(**kw), data, eval_each_epoch=True)
+            curves[name].append([e.neg_elbo for e in evals])
+            secs[name].append(sec)
         print(f"pytorch/examples VAE loop, seed {seed}", flush=True)
         t0 = time.perf_counter()
-        ref_curves.append(pytorch_examples_vae(data, seed, epochs))
-        ref_secs.append(time.perf_counter() - t0)
+        curves["loop"].append(pytorch_examples_vae(data, seed, epochs))
+        secs["loop"].append(time.perf_counter() - t0)
 
     def cell(values):
-        v = sorted(values)
-        return f"{v[0]:.2f} / {v[len(v) // 2]:.2f} / {v[-1]:.2f}"
+        return f"{min(values):.2f} / {float(np.median(values)):.2f} / {max(values):.2f}"
+
+    def gap(name, i):
+        return float(np.median([c[i] for c in curves[name]]) - np.median([c[i] for c in curves["loop"]]))
 
     lines += ["## VAE 784-400-20 (pytorch/examples set-up), test loss per image (BCE sum + KL)", "",
-              f"Seeds {', '.join(map(str, seeds))}, min / median / max over seeds: aecore's Trainer, and "
-              "pytorch/examples' vae/main.py loop run here on the same data and seeds (alternating).", "",
+              f"Seeds {', '.join(map(str, seeds))}, min / median / max over seeds (the median of an even count is "
+              "the mean of the middle two). aecore's Trainer as it trains by default (the decoder's output bias "
+              "starts at the log-odds of the training images' mean pixel values, as in Burda et al. 2016), the "
+              "same with that bias from the example's own init (nn.Linear's uniform draw), aecore in bfloat16, "
+              "and pytorch/examples' vae/main.py loop run here on the same data and seeds. Alternating, seed by "
+              "seed.", "",
               "| epoch | aecore | pytorch/examples loop, run here | published reference run | aecore − loop (medians) "
-              "| aecore, bfloat16 |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| aecore, output bias from init | its − loop | aecore, bfloat16 |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i in range(epochs):
-        ours_i, ref_i, bf_i = [c[i] for c in curves], [c[i] for c in ref_curves], [c[i] for c in bf_curves]
+        col = {k: [c[i] for c in v] for k, v in curves.items()}
         pub = f"{VAE_REF_EPOCH7}" if i + 1 == 7 else ""
-        diff = float(np.median(ours_i) - np.median(ref_i))
-        lines.append(f"| {i + 1} | {cell(ours_i)} | {cell(ref_i)} | {pub} | {diff:+.2f} | {cell(bf_i)} |")
+        lines.append(f"| {i + 1} | {cell(col['aecore'])} | {cell(col['loop'])} | {pub} | {gap('aecore', i):+.2f} | "
+                     f"{cell(col['aecore, output bias from init'])} | {gap('aecore, output bias from init', i):+.2f} | "
+                     f"{cell(col['aecore, bfloat16'])} |")
     e7 = min(7, epochs) - 1
-    spread7 = max(c[e7] for c in ref_curves) - min(c[e7] for c in ref_curves)
-    worst = max(float(np.median([c[i] for c in curves]) - np.median([c[i] for c in ref_curves])) for i in range(epochs))
-    lines += ["", f"{epochs} epochs in {np.median(secs):.0f} s per seed (bfloat16: {np.median(bf_secs):.0f} s; the "
-              f"loop: {np.median(ref_secs):.0f} s). The published run printed only epoch 7's value (one seed of "
-              f"its own). The largest gap of medians, aecore − loop, is {worst:+.2f} nats; at epoch {e7 + 1} the loop's own "
-              f"seeds span {spread7:.2f} nats.", ""]
+    ref7 = [c[e7] for c in curves["loop"]]
+    worst = max(gap("aecore", i) for i in range(epochs))
+    beaten = sum(max(c[i] for c in curves["aecore"]) < min(c[i] for c in curves["loop"]) for i in range(epochs))
+    med7 = float(np.median([c[e7] for c in curves["aecore"]]))
+    verdict = "met" if worst <= 0 and (epochs < 7 or med7 <= VAE_REF_EPOCH7) else "not met"
+    t = {k: float(np.median(v)) for k, v in secs.items()}
+    lines += ["", f"{epochs} epochs in {t['aecore']:.0f} s per seed (output bias from init: "
+              f"{t['aecore, output bias from init']:.0f} s; bfloat16: {t['aecore, bfloat16']:.0f} s; the loop: "
+              f"{t['loop']:.0f} s). The published run printed only epoch 7's value (one seed of its "
+              f"own); at epoch {e7 + 1} the loop's own seeds span {max(ref7) - min(ref7):.2f} nats here.", "",
+              f"**Goal (no worse than the reference at every epoch; {VAE_REF_EPOCH7} at epoch 7): {verdict}** — "
+              f"the largest gap of medians, aecore − loop, is {worst:+.2f} nats; at {beaten} of {epochs} epochs "
+              f"aecore's worst seed is better than the loop's best; aecore's median at epoch {e7 + 1} is "
+              f"{med7:.2f}.", ""]
 
 
 def sweeps(data, quick, lines):

@@ -16,14 +16,15 @@ from typing import Any, Callable
 import numpy as np
 import streamlit as st
 
-from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, PRECISIONS, ConfigError, ModelConfig, \
+from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, OUTPUT_BIASES, PRECISIONS, ConfigError, ModelConfig, \
     TrainConfig
+from aecore.augment import check_shift
 from aecore.data import DataError
 from aecore.registry import get_variant, variant_names
 
 from . import limits
 from . import uploads
-from .state import UPLOADS_KEY, cuda_status, datasets_info, load_dataset
+from .state import UPLOADS_KEY, cuda_status, datasets_info, load_dataset, session_upload
 
 __all__ = ["sidebar", "current_configs", "configs_and_data", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
 
@@ -33,7 +34,7 @@ DEFAULT_VARIANT = "sigmoid"
 # what trains in a few seconds on digits and already looks good
 GENERAL_DEFAULTS = {"sb_dataset": "digits", "sb_code_size": 16, "sb_epochs": 30, "sb_lr": 1e-2, "sb_batch": 64,
                     "sb_seed": 0, "sb_device": "auto", "sb_precision": "float32",
-                    "sb_augment_shift": 0}
+                    "sb_augment_shift": 0, "sb_output_bias": "data"}
 _INIT_FLAG, _WARN_KEY = "_sb_initialized", "_sb_query_warnings"
 
 
@@ -175,6 +176,7 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "sb_device", _choice(lambda: DEVICES)),
     Param("precision", "sb_precision", _choice(lambda: PRECISIONS)),
     Param("shift", "sb_augment_shift", _int(0, 1000)),
+    Param("obias", "sb_output_bias", _choice(lambda: OUTPUT_BIASES)),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 
@@ -425,6 +427,12 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
                      help="bfloat16 = mixed precision: matrix products in bfloat16, weights and losses in "
                           "float32. 1.6-2.5x faster on CPUs with bfloat16 units (AVX512-BF16, AMX); without them it may be slower; "
                           "errors differ from float32 in the third digit.")
+        st.selectbox("Output bias starts at", OUTPUT_BIASES, key="sb_output_bias",
+                     format_func={"data": "data (the mean input)", "init": "init (the model's own)"}.get,
+                     help="data: the decoder's output bias starts at the training data's mean (its log-odds "
+                          "for a sigmoid output), so training starts from the mean image instead of grey; the "
+                          "VAE's -ELBO on MNIST is 9 nats lower after one epoch. init: zeros for the "
+                          "autoencoders, nn.Linear's uniform draw for the VAE (as pytorch/examples).")
 
     try:
         hidden = parse_hidden(hidden_text) if hidden_text is not None else ()
@@ -443,7 +451,8 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
             hidden=hidden, beta=float(ss["sb_beta"]) if "beta" in uses else 1.0)
         tc = TrainConfig(dataset=_chosen_dataset(), epochs=int(ss["sb_epochs"]), batch_size=int(ss["sb_batch"]),
                          lr=float(ss["sb_lr"]), seed=int(ss["sb_seed"]), device=ss["sb_device"],
-                         precision=ss["sb_precision"], augment_shift=int(ss["sb_augment_shift"]))
+                         precision=ss["sb_precision"], augment_shift=int(ss["sb_augment_shift"]),
+                         output_bias=ss["sb_output_bias"])
     except (ConfigError, ValueError) as exc:
         sb.error(str(exc))
         ss[MODEL_KEY] = ss[TRAIN_KEY] = None
@@ -458,9 +467,33 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
         sb.error(msg[:1].upper() + msg[1:])
         ss[MODEL_KEY] = ss[TRAIN_KEY] = None
         return None
+    why = _shift_problem(tc, infos)
+    if why:  # the job would fail on its first step: say so now, by the setting
+        sb.error(f"Random shifts (pixels): {why}")
+        ss[MODEL_KEY] = ss[TRAIN_KEY] = None
+        return None
     ss[MODEL_KEY], ss[TRAIN_KEY] = mc, tc
     _write_query_params(spec.uses)
     return mc, tc
+
+
+def _shift_problem(tc: TrainConfig, infos: dict) -> str | None:
+    """Why random shifts cannot move the chosen data set's examples (an uploaded table, images
+    smaller than the shift), or None; the Trainer would refuse the same way."""
+    if not tc.augment_shift:
+        return None
+    upload = session_upload(tc.dataset) if uploads.is_upload_name(tc.dataset) else None
+    if upload is not None:
+        shape, kind, name = upload.shape, upload.kind, uploads.display_name(tc.dataset.split(":", 2)[-1])
+    elif (tc.dataset in infos) and infos[tc.dataset].get("shape"):
+        shape, kind, name = tuple(infos[tc.dataset]["shape"]), infos[tc.dataset].get("kind", "image"), tc.dataset
+    else:
+        return None
+    try:
+        check_shift(tc.augment_shift, shape, kind, name)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def configs_and_data():

@@ -42,6 +42,8 @@ def _describe(mc, tc) -> str:
         training.append(f"random shifts ≤ {tc.augment_shift} px")
     if tc.precision != "float32":
         training.append(tc.precision)
+    if tc.output_bias != "data":
+        training.append("output bias from the model's own init")
     return (f"**{mc.variant}**{extra}, K={mc.code_size}, {mc.activation}, {mc.loss} loss on **{_dataset_label(tc.dataset)}** — "
             + ", ".join(training))
 

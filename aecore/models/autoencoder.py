@@ -78,6 +78,11 @@ class Autoencoder(nn.Module):
         for w in [*self.enc_w, *self.dec_w]:
             glorot_(w, generator)
 
+    @property
+    def output_bias(self) -> nn.Parameter:
+        """c of the last decoder layer (D,): x̂ = output(... + c)."""
+        return self.dec_b[-1]
+
     # --- the two halves -------------------------------------------------------------------
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x

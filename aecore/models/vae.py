@@ -112,6 +112,11 @@ class VAE(nn.Module):
         return self.enc[0].weight if self.enc else self.mu.weight
 
     @property
+    def output_bias(self) -> nn.Parameter:
+        """Bias of the decoder's last layer (D,)."""
+        return self.dec[-1].bias
+
+    @property
     def decoder_weight(self):
         return self.dec[-1].weight
 
