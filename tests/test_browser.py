@@ -51,15 +51,17 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
     assert errors(page) == []
 
 
-def test_mixed_precision_and_shifts_from_the_url_train_to_the_end(server, page):
-    page.goto(server.url + "/?variant=deep&K=8&epochs=40&precision=bfloat16&shift=1")
+def test_precision_shifts_and_output_bias_from_the_url_train_to_the_end(server, page):
+    page.goto(server.url + "/?variant=deep&K=8&epochs=40&precision=bfloat16&shift=1&obias=init")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert sidebar.get_by_role("combobox", name="Precision").input_value() == "bfloat16"  # the select shows the URL's choice
     assert sidebar.get_by_role("spinbutton", name="Random shifts (pixels)").input_value() == "1"
+    assert sidebar.get_by_role("combobox", name="Output bias starts at").input_value() == "init (the model's own)"
     page.get_by_role("button", name="Train", exact=True).click()
     wait_for_text(page, "Finished after", timeout=120)
-    assert "device auto, random shifts ≤ 1 px, bfloat16" in page.inner_text("body")  # the job's description
+    # the job's description
+    assert "device auto, random shifts ≤ 1 px, bfloat16, output bias from the model's own init" in page.inner_text("body")
     shot(page, "train-bfloat16-shift")
     assert errors(page) == []
     assert "Failed" not in page.inner_text("body")
