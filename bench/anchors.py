@@ -81,8 +81,6 @@ def _label(c: dict) -> str:
     if c.get("wd"):
         parts.append(f"L2 {c['wd']:g}")
     parts.append(c.get("precision", "float32"))
-    if c.get("output_bias", "data") != "data":
-        parts.append("output bias from the model's init")
     return ", ".join(parts)
 
 
@@ -117,8 +115,7 @@ def pca_and_deep(data, quick, lines):
         mc = ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250), noise=c["noise"], noise_level=c["level"])
         tc = TrainConfig(dataset="mnist", epochs=epochs, batch_size=128, lr=1e-3, lr_schedule="cosine",
                          weight_decay=c.get("wd", 0.0), precision=c.get("precision", "float32"),
-                         augment_shift=c.get("shift", 0), output_bias=c.get("output_bias", "data"),
-                         snapshot_every=1e9, progress_every=30)
+                         augment_shift=c.get("shift", 0), snapshot_every=1e9, progress_every=30)
         print(f"deep 784-1000-500-250-30, {_label(c)}, {epochs} epochs, validation after each", flush=True)
         fin, evals, secs = train(mc, tc, val, eval_each_epoch=True)
         best = min(evals, key=lambda e: e.terms["recon"])

@@ -24,7 +24,7 @@ from aecore.registry import get_variant, variant_names
 
 from . import limits
 from . import uploads
-from .state import UPLOADS_KEY, cuda_status, datasets_info, load_dataset, session_upload
+from .state import UPLOADS_KEY, cuda_status, datasets_info, load_dataset
 
 __all__ = ["sidebar", "current_configs", "configs_and_data", "apply_settings", "PARAMS", "parse_hidden", "MODEL_KEY", "TRAIN_KEY"]
 
@@ -482,10 +482,10 @@ def _shift_problem(tc: TrainConfig, infos: dict) -> str | None:
     smaller than the shift), or None; the Trainer would refuse the same way."""
     if not tc.augment_shift:
         return None
-    upload = session_upload(tc.dataset) if uploads.is_upload_name(tc.dataset) else None
-    if upload is not None:
-        shape, kind, name = upload.shape, upload.kind, uploads.display_name(tc.dataset.split(":", 2)[-1])
-    elif (tc.dataset in infos) and infos[tc.dataset].get("shape"):
+    hit = st.session_state.get(UPLOADS_KEY, {}).get(tc.dataset)  # (Upload, Dataset) of this session's file
+    if hit is not None:
+        shape, kind, name = hit[1].shape, hit[1].kind, hit[0].display
+    elif tc.dataset in infos and infos[tc.dataset].get("shape"):
         shape, kind, name = tuple(infos[tc.dataset]["shape"]), infos[tc.dataset].get("kind", "image"), tc.dataset
     else:
         return None
