@@ -11,8 +11,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
 
 __all__ = ["PCABasis", "fit_pca", "pca_error_curve", "recovered_components"]
+
+
+CHUNK_ROWS = 4096  # rows converted to float64 at a time: ~25 MB at D = 784 instead of two copies of the data
+
+
+def _chunks(x: np.ndarray):
+    """float64 copies of ``x``'s rows, a chunk at a time (copies: callers modify them in place)."""
+    for i in range(0, x.shape[0], CHUNK_ROWS):
+        yield np.array(x[i:i + CHUNK_ROWS], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -27,10 +37,24 @@ class PCABasis:
         return self.components_.shape[0]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, np.float64) - self.mean_) @ self.components_.T).astype(np.float32)
+        """Scores (N, K), float32; computed in float64 a chunk of rows at a time. One row (D,) gives (K,)."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return self.transform(x[None])[0]
+        out = np.empty((x.shape[0], self.n_components_), np.float32)
+        for i, xb in zip(range(0, x.shape[0], CHUNK_ROWS), _chunks(x)):
+            out[i:i + CHUNK_ROWS] = (xb - self.mean_) @ self.components_.T
+        return out
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
-        return (np.asarray(z, np.float64) @ self.components_ + self.mean_).astype(np.float32)
+        """Reconstructions (N, D) from scores, float32; computed in float64 a chunk at a time."""
+        z = np.asarray(z)
+        if z.ndim == 1:
+            return self.inverse_transform(z[None])[0]
+        out = np.empty((z.shape[0], self.components_.shape[1]), np.float32)
+        for i, zb in zip(range(0, z.shape[0], CHUNK_ROWS), _chunks(z)):
+            out[i:i + CHUNK_ROWS] = zb @ self.components_ + self.mean_
+        return out
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         return self.inverse_transform(self.transform(x))
@@ -43,11 +67,19 @@ _CACHE: "OrderedDict[tuple, PCABasis]" = OrderedDict()
 
 
 def _full_basis(x: np.ndarray) -> PCABasis:
-    x64 = np.asarray(x, dtype=np.float64)
-    n, d = x64.shape
-    mean = x64.mean(axis=0)
-    xc = x64 - mean
-    cov = (xc.T @ xc) / max(n - 1, 1)  # (D, D), the unbiased covariance sklearn reports
+    n, d = x.shape
+    mean = np.zeros(d)
+    for xb in _chunks(x):
+        mean += xb.sum(axis=0)
+    mean /= n
+    # the scatter matrix Σ_i (x_i - μ)(x_i - μ)ᵀ, one chunk at a time; BLAS syrk fills one triangle
+    # (half the products of xcᵀ xc); xcᵀ of a C-ordered chunk is the Fortran-ordered (D, rows) it wants
+    scatter = np.zeros((d, d), order="F")
+    for xb in _chunks(x):
+        xb -= mean
+        scatter = dsyrk(1.0, xb.T, beta=1.0, c=scatter, trans=0, lower=0, overwrite_c=1)
+    scatter = np.triu(scatter) + np.triu(scatter, 1).T
+    cov = scatter / max(n - 1, 1)  # (D, D), the unbiased covariance sklearn reports
     evals, evecs = np.linalg.eigh(cov)  # ascending
     order = np.argsort(evals)[::-1]
     evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
@@ -90,11 +122,15 @@ def pca_error_curve(x_train: np.ndarray, x_eval: np.ndarray | None = None) -> np
     """
     x_train = np.asarray(x_train)
     basis = fit_pca(x_train, x_train.shape[1])  # every component (min(N, D) of them)
-    x = np.asarray(x_train if x_eval is None else x_eval, dtype=np.float64)
-    xc = x - basis.mean_  # (N, D)
-    z2 = np.square(xc @ basis.components_.T)  # (N, K_max) squared scores
-    total = np.square(xc).sum(axis=1)  # (N,) error at K = 0 (reconstruct with the mean)
-    curve = total.mean() - np.concatenate([[0.0], np.cumsum(z2.mean(axis=0))])
+    x = x_train if x_eval is None else np.asarray(x_eval)
+    z2_sum = np.zeros(basis.components_.shape[0])
+    total = 0.0
+    for xb in _chunks(x):  # float64 one chunk at a time, not three (N, D) copies
+        xb -= basis.mean_  # (rows, D)
+        z2_sum += np.square(xb @ basis.components_.T).sum(axis=0)  # squared scores, summed over rows
+        total += float(np.square(xb).sum())  # error at K = 0 (reconstruct with the mean)
+    m = max(x.shape[0], 1)
+    curve = total / m - np.concatenate([[0.0], np.cumsum(z2_sum / m)])
     return np.clip(curve, 0.0, None)
 
 

@@ -8,15 +8,22 @@ __all__ = ["recon_errors", "principal_angles_deg", "psnr", "linear_probe_accurac
            "component_abs_cosines"]
 
 
+CHUNK_ROWS = 4096  # rows in float64 at a time: a few MB, not three float64 copies of a whole test set
+
+
 def recon_errors(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
     """``mse``: mean squared error per pixel; ``sse``: squared error summed over the pixels of
-    one image, averaged over images (the unit of Hinton & Salakhutdinov 2006)."""
-    x = np.asarray(x, dtype=np.float64)
-    x_hat = np.asarray(x_hat, dtype=np.float64)
+    one image, averaged over images (the unit of Hinton & Salakhutdinov 2006). Summed in float64."""
+    x, x_hat = np.asarray(x), np.asarray(x_hat)
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: x {x.shape} vs reconstruction {x_hat.shape}")
-    sq = np.square(x - x_hat)
-    return {"mse": float(sq.mean()), "sse": float(sq.sum(axis=1).mean())}
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x {x.shape} must be a non-empty (examples, features) array")
+    total = 0.0
+    for i in range(0, x.shape[0], CHUNK_ROWS):
+        d = np.asarray(x[i:i + CHUNK_ROWS], np.float64) - np.asarray(x_hat[i:i + CHUNK_ROWS], np.float64)
+        total += float(np.square(d, out=d).sum())
+    return {"mse": total / x.size, "sse": total / x.shape[0]}
 
 
 def principal_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

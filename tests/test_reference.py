@@ -326,6 +326,41 @@ def test_fit_pca_does_not_confuse_two_arrays(digits):
     np.testing.assert_allclose(eb, 0.25 * ea, rtol=1e-8)
 
 
+def test_fit_pca_in_chunks_equals_the_whole_array_at_once(digits, monkeypatch):
+    """PCA reads the data a chunk of rows at a time (float64 copies of a few MB, not of the whole
+    set): chunk boundaries must not change the mean, the covariance or the error curve, and a
+    float64 input is the caller's and stays untouched."""
+    from aecore import baselines
+
+    x64 = np.array(digits.x_train, dtype=np.float64)[:1000]
+    before = x64.copy()
+    mean = x64.mean(axis=0)
+    cov = (x64 - mean).T @ (x64 - mean) / (len(x64) - 1)
+    direct = np.linalg.eigvalsh(cov)[::-1]
+    direct_curve = np.square(digits.x_test - mean).sum(axis=1).mean()
+    for rows in (97, 1000, 4096):  # ragged last chunk, exactly one chunk, one short chunk
+        monkeypatch.setattr(baselines, "CHUNK_ROWS", rows)
+        baselines._CACHE.clear()
+        basis = fit_pca(x64, D)
+        np.testing.assert_array_equal(x64, before)
+        np.testing.assert_allclose(basis.mean_, mean, atol=1e-13)
+        np.testing.assert_allclose(basis.all_variances_, np.clip(direct, 0, None), rtol=1e-9, atol=1e-12)
+        # the components diagonalise the covariance: V C Vᵀ = diag(eigenvalues)
+        np.testing.assert_allclose(basis.components_ @ cov @ basis.components_.T, np.diag(basis.explained_variance_),
+                                   atol=1e-10)
+        curve = pca_error_curve(x64, digits.x_test)
+        assert curve[0] == pytest.approx(direct_curve, rel=1e-12)
+        assert curve[10] == pytest.approx(recon_errors(digits.x_test, fit_pca(x64, 10).reconstruct(digits.x_test))["sse"],
+                                          rel=1e-5)
+        np.testing.assert_array_equal(x64, before)
+        # transform and inverse_transform go a chunk at a time too: the same as one pass
+        z = basis.truncate(10).transform(digits.x_test)
+        np.testing.assert_allclose(z, (digits.x_test - mean) @ basis.components_[:10].T, atol=1e-5)
+        np.testing.assert_allclose(basis.truncate(10).inverse_transform(z), z @ basis.components_[:10] + mean, atol=1e-5)
+        np.testing.assert_allclose(basis.truncate(10).transform(digits.x_test[3]), z[3], atol=1e-6)  # one row
+    baselines._CACHE.clear()
+
+
 def test_pca_error_curve_is_the_reconstruction_error_at_every_k(digits):
     x_tr, x_te = digits.x_train, digits.x_test
     n = x_tr.shape[0]
@@ -404,6 +439,22 @@ def test_recon_errors_mse_and_sse():
     assert e["sse"] == pytest.approx(e["mse"] * 7)
     with pytest.raises(ValueError, match=r"shapes differ"):
         recon_errors(a, b[:, :6])
+    with pytest.raises(ValueError, match=r"x \(0, 7\) must be a non-empty \(examples, features\) array"):
+        recon_errors(a[:0], b[:0])
+
+
+def test_recon_errors_sum_in_float64_chunk_by_chunk(monkeypatch):
+    """The chunked float64 sums equal one float64 pass over the whole array, whatever the chunk."""
+    from aecore import metrics
+
+    rng = np.random.default_rng(1)
+    a, b = rng.random((1001, 13), dtype=np.float32), rng.random((1001, 13), dtype=np.float32)
+    sq = np.square(a.astype(np.float64) - b.astype(np.float64))
+    for rows in (1, 100, 1001, 4096):
+        monkeypatch.setattr(metrics, "CHUNK_ROWS", rows)
+        e = recon_errors(a, b)
+        assert e["mse"] == pytest.approx(sq.mean(), rel=1e-12)
+        assert e["sse"] == pytest.approx(sq.sum(axis=1).mean(), rel=1e-12)
 
 
 def test_psnr_known_cases():
