@@ -197,10 +197,10 @@ def _pool_init(q, stop, threads: int) -> None:
 
 
 def _pool_task(index: int, mc_dict: dict, tc_dict: dict, sd) -> dict:
-    from .worker import _unspill
+    from .worker import load_spilled
 
     q = _POOL["q"]
-    return train_point(mc_dict, tc_dict, _unspill(sd), _POOL["threads"],
+    return train_point(mc_dict, tc_dict, load_spilled(sd), _POOL["threads"],
                        progress=lambda e, n, loss: q.put((index, e, n, loss)), stop=_POOL["stop"])
 
 
@@ -228,9 +228,9 @@ class _BareMain:
 def _run_local(points, data, workers: int, on_progress, stop) -> Iterator[tuple[int, object]]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from .worker import _context, spill
+    from .worker import mp_context, spill
 
-    ctx = _context()
+    ctx = mp_context()
     threads = max(1, (os.cpu_count() or 1) // workers)
     q, stop_ev = ctx.Queue(), ctx.Event()
     sd = spill(data)

@@ -32,15 +32,16 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["ProcessJob", "warm_up", "spill", "default_threads"]
+__all__ = ["ProcessJob", "warm_up", "spill", "share", "load_spilled", "mp_context", "default_threads"]
 
 _lock = threading.Lock()
 _ctx = None
-_spill_dir: Path | None = None
+_spill_dirs: "dict[str | None, Path]" = {}  # base folder (None: the temporary folder) -> this process's spill folder
 _spilled: "OrderedDict[int, tuple[object, SpilledData]]" = OrderedDict()
 
 
-def _context():
+def mp_context():
+    """The multiprocessing context job processes start from (a preloaded fork server where there is one)."""
     global _ctx
     with _lock:
         if _ctx is None:
@@ -77,7 +78,7 @@ def _start(process) -> None:
 
 def warm_up() -> None:
     """Start the fork server now (it imports torch: ~2 s) so the first job starts at once."""
-    p = _context().Process(target=_noop, daemon=True)
+    p = mp_context().Process(target=_noop, daemon=True)
     _start(p)
     p.join()
 
@@ -103,31 +104,76 @@ class SpilledData:
     has_labels: bool
 
 
+SHM = "/dev/shm"
+SHM_HEADROOM = 1.25  # /dev/shm must have this much more room than the arrays (it is shared memory)
+
+
 def _cleanup() -> None:
-    if _spill_dir is not None:
-        shutil.rmtree(_spill_dir, ignore_errors=True)
+    for d in _spill_dirs.values():
+        shutil.rmtree(d, ignore_errors=True)
 
 
-def spill(data, keep: int = 4) -> SpilledData:
+def _spill_base(nbytes: int) -> Path:
+    """Where to write ``nbytes`` of arrays: /dev/shm (memory; the children map the very pages) when
+    it has room, else the temporary folder on disk (the page cache still serves the children).
+    A container's /dev/shm is often only 64 MB: too small for MNIST (220 MB)."""
+    if os.path.isdir(SHM) and os.access(SHM, os.W_OK):
+        try:
+            if shutil.disk_usage(SHM).free >= SHM_HEADROOM * nbytes:
+                return _spill_dir(SHM)
+        except OSError:
+            pass
+    return _spill_dir(None)
+
+
+def _spill_dir(base: str | None) -> Path:
+    d = _spill_dirs.get(base)
+    if d is None:
+        if not _spill_dirs:
+            atexit.register(_cleanup)
+        d = _spill_dirs[base] = Path(tempfile.mkdtemp(prefix="aecore-jobs-", dir=base))
+    return d
+
+
+def _write_arrays(folder: Path, arrays: dict) -> None:
+    folder.mkdir()
+    try:
+        for name, a in arrays.items():
+            np.save(folder / f"{name}.npy", a)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-written data set left behind
+        raise
+
+
+def spill(data, keep: int = 8) -> SpilledData:
     """Write ``data``'s arrays once (cached per Dataset object) and describe where they are."""
-    global _spill_dir
     with _lock:
         hit = _spilled.get(id(data))
         if hit is not None and hit[0] is data:
             _spilled.move_to_end(id(data))
             return hit[1]
-        if _spill_dir is None:
-            base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            _spill_dir = Path(tempfile.mkdtemp(prefix="aecore-jobs-", dir=base))
-            atexit.register(_cleanup)
-        folder = _spill_dir / uuid.uuid4().hex
-        folder.mkdir()
-        np.save(folder / "x_train.npy", data.x_train)
-        np.save(folder / "x_test.npy", data.x_test)
         has_labels = data.y_train is not None and data.y_test is not None
+        arrays = {"x_train": data.x_train, "x_test": data.x_test}
         if has_labels:
-            np.save(folder / "y_train.npy", data.y_train)
-            np.save(folder / "y_test.npy", data.y_test)
+            arrays.update(y_train=data.y_train, y_test=data.y_test)
+        nbytes = sum(np.asarray(a).nbytes for a in arrays.values())
+        base = _spill_base(nbytes)
+        folder = base / uuid.uuid4().hex
+        try:
+            _write_arrays(folder, arrays)
+        except OSError as exc:
+            disk = _spill_dir(None)
+            if base == disk:
+                raise OSError(f"cannot write data set {data.name!r} ({nbytes / 2**20:.3g} MB) for the training "
+                              f"process to '{base}': {exc}; free some space or set TMPDIR to a larger "
+                              f"folder") from exc
+            folder = disk / uuid.uuid4().hex  # /dev/shm filled up meanwhile: the disk instead
+            try:
+                _write_arrays(folder, arrays)
+            except OSError as exc2:
+                raise OSError(f"cannot write data set {data.name!r} ({nbytes / 2**20:.3g} MB) for the training "
+                              f"process to '{base}' ({exc}) nor to '{disk}' ({exc2}); free some space or set "
+                              f"TMPDIR to a larger folder") from exc2
         sd = SpilledData(str(folder), data.name, tuple(data.shape), data.kind, tuple(data.value_range),
                          tuple(data.label_names) if data.label_names else None, has_labels)
         _spilled[id(data)] = (data, sd)
@@ -137,7 +183,22 @@ def spill(data, keep: int = 4) -> SpilledData:
         return sd
 
 
-def _unspill(sd: SpilledData):
+def share(data):
+    """``data`` written once for job processes (``spill``) and read back from there: a Dataset whose
+    arrays map the very pages the job processes map, so a server holds one copy of a data set, not
+    one in its own memory beside the one it writes for its jobs. ``spill`` of the result costs nothing.
+    Keep it instead of ``data`` (whose arrays can then be freed)."""
+    sd = spill(data)
+    shared = load_spilled(sd)
+    with _lock:
+        _spilled[id(shared)] = (shared, sd)
+        _spilled.pop(id(data), None)
+        _spilled.move_to_end(id(shared))
+    return shared
+
+
+def load_spilled(sd: SpilledData):
+    """The Dataset ``spill`` wrote, its arrays memory-mapped read-only (no copy)."""
     from .data import Dataset
 
     f = Path(sd.folder)
@@ -178,7 +239,7 @@ def _child(mc_dict, tc_dict, sd: SpilledData, q, stop, threads: int, trainer_kw:
 
     torch.set_num_threads(threads)
     try:
-        for item in wire_events(mc_dict, tc_dict, lambda: _unspill(sd), stop, trainer_kw):
+        for item in wire_events(mc_dict, tc_dict, lambda: load_spilled(sd), stop, trainer_kw):
             q.put(item)
     finally:
         q.put(None)
@@ -191,7 +252,7 @@ class ProcessJob:
 
     def __init__(self, model_cfg, train_cfg, data, threads: int = 1, **trainer_kw):
         """``trainer_kw`` go to the ``Trainer`` (e.g. ``min_snapshots``)."""
-        ctx = _context()
+        ctx = mp_context()
         self.model_cfg, self.train_cfg = model_cfg, train_cfg
         self._q = ctx.Queue()
         self._stop = ctx.Event()

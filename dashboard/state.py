@@ -25,6 +25,7 @@ from aecore.checkpoint import CheckpointError, LoadedRun
 from aecore.config import env_int
 from aecore.data import DataError, Dataset, list_datasets, load
 from aecore.runs import RunStore, runs_root
+from aecore.worker import share
 from aecore.embedding import encode_array
 
 from .jobs import JobManager, JobRecord
@@ -81,7 +82,11 @@ def _data_key() -> tuple[str, str]:
 
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=6)
 def _load_cached(name: str, key: tuple[str, str]) -> Dataset:
-    return load(name, download=False)
+    data = load(name, download=False, memory_cache=False)  # (this cache keeps it)
+    try:  # kept as the copy written for the job processes (memory-mapped): one copy per server, not two
+        return share(data)
+    except OSError:  # no room to write it anywhere: keep it in memory (a job will say what is missing)
+        return data
 
 
 @st.cache_data(ttl=10, show_spinner=False)

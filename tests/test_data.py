@@ -204,6 +204,12 @@ def test_mnist_from_data_root(monkeypatch, tmp_path):
     assert np.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert abs(float(ds.x_train.mean(dtype=np.float64)) * 255 - 33.3184) < 1e-3
     assert load("mnist", download=False) is ds  # in-memory cache
+    # a caller with its own cache (the dashboard) parses the files without a second copy kept here
+    data.clear_memory_cache()
+    fresh = load("mnist", download=False, memory_cache=False)
+    assert fresh is not ds and np.array_equal(fresh.x_train, ds.x_train) and np.array_equal(fresh.y_test, ds.y_test)
+    assert data.registry._load_idx_cached.cache_info().currsize == 0
+    assert load("mnist", download=False) is not fresh
     info = {d["name"]: d for d in data.list_datasets()}["mnist"]
     assert info["available_offline"] and info["location"] == str(folder)
 

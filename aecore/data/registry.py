@@ -99,7 +99,7 @@ class IdxSpec:
             "location": location,
         }
 
-    def load(self, root, download: bool, progress: ProgressFn | None) -> Dataset:
+    def load(self, root, download: bool, progress: ProgressFn | None, memory_cache: bool = True) -> Dataset:
         found = self.locate(root)
         missing = [f for f in self.files if found[f.fname] is None]
         if missing:
@@ -110,7 +110,7 @@ class IdxSpec:
             found.update(got)
         # key on path + mtime + size so a replaced file is re-read, an unchanged one is not
         key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in found.values())
-        return _load_idx_cached(self, key)
+        return (_load_idx_cached if memory_cache else _load_idx_cached.__wrapped__)(self, key)
 
     def _placement_hint(self, missing: list[RemoteFile], root) -> str:
         names = ", ".join(f.fname for f in missing)
@@ -193,8 +193,8 @@ class BundledSpec:
             "location": self.location,
         }
 
-    def load(self, root, download: bool, progress: ProgressFn | None) -> Dataset:
-        return self.loader()
+    def load(self, root, download: bool, progress: ProgressFn | None, memory_cache: bool = True) -> Dataset:
+        return self.loader()  # (small: always kept)
 
 
 @functools.lru_cache(maxsize=1)
@@ -290,6 +290,7 @@ def load(
     root: str | os.PathLike | None = None,
     download: bool = True,
     progress: ProgressFn | None = None,
+    memory_cache: bool = True,
 ) -> Dataset:
     """Load a registered dataset by name (see ``list_datasets``).
 
@@ -297,8 +298,10 @@ def load(
     raises DataError naming the missing files and where to put them. ``progress(done, total)``
     is called with byte counts (over all files) while downloading. Parsed arrays are cached in
     memory, so a second load of unchanged files is instant; the arrays are read-only.
+    ``memory_cache=False`` parses the files without keeping the arrays here (for a caller that
+    keeps its own copy, such as the dashboard).
     """
-    return _spec(name).load(root=root, download=download, progress=progress)
+    return _spec(name).load(root=root, download=download, progress=progress, memory_cache=memory_cache)
 
 
 def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
