@@ -29,7 +29,7 @@ PARTS = {
     "documents": ([], ["--epochs", "1"], ["documents.md"]),
     "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000"],
                  ["pretrain.md"]),
-    "growth": ([], ["--quick", "--skip-server"], ["growth.md"]),
+    "growth": ([], ["--quick", "--skip-server"], ["growth.md", "growth-server.md"]),
 }
 # the GPU table comes from `bash bench/gpu.sh` on a GPU machine (bench/out/gpu-cuda.md)
 GPU_FILES = ("gpu-cuda.md",)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bench.growth import _proc_tree_rss_mb, synthetic_ratings
+from bench.growth import _tree_memory_mb, synthetic_ratings
 
 
 def test_synthetic_ratings_have_the_asked_size_distinct_cells_and_a_rating_scale():
@@ -24,24 +26,44 @@ def test_synthetic_ratings_have_the_asked_size_distinct_cells_and_a_rating_scale
     assert not np.array_equal(other.user, r.user)
 
 
-def test_process_tree_memory_counts_children():
+def _wait_rss(pid: int, mb: float) -> None:
+    for _ in range(200):  # until the child has touched its memory
+        with open(f"/proc/{pid}/status") as f:
+            if next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) > mb * 1024:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never reached {mb} MB")
+
+
+def test_process_tree_memory_counts_children_and_shared_data_once(tmp_path):
+    """RSS sums count a page two processes share twice, PSS splits it, and ``total`` counts the
+    data file two children map once (PSS without the mapping, plus the file)."""
     child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 << 20); time.sleep(30)"])
+    spill = tmp_path / "aecore-jobs-test"
+    spill.mkdir()
+    data = spill / "x.npy"
+    data.write_bytes(b"\1" * (100 << 20))
+    readers = [subprocess.Popen([sys.executable, "-c", "import mmap, sys, time\n"
+                                 f"f = open({str(data)!r}, 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+                                 "s = sum(m[i] for i in range(0, len(m), 4096)); print(s, flush=True); time.sleep(30)"],
+                                stdout=subprocess.PIPE) for _ in range(2)]
     try:
-        deadline = 0
-        while deadline < 100:  # wait until the child has touched its 200 MB
-            with open(f"/proc/{child.pid}/status") as f:
-                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-            if rss > 190 << 10:
-                break
-            deadline += 1
-            subprocess.run(["sleep", "0.1"])
-        alone = _proc_tree_rss_mb(child.pid)
-        tree = _proc_tree_rss_mb(os.getpid())
-        assert alone > 190  # MB
-        assert tree > alone  # this process plus its child
+        _wait_rss(child.pid, 190)
+        for r in readers:
+            r.stdout.readline()  # every page read once
+        alone = _tree_memory_mb(child.pid)
+        assert alone["rss"] > 190 and alone["pss"] > 190 and alone["shm"] == 0  # MB
+        tree = _tree_memory_mb(os.getpid(), {spill})
+        assert tree["rss"] > alone["rss"] + 200  # this process, the 200 MB child, each reader's 100 MB
+        assert tree["shm"] == pytest.approx(100)
+        # PSS gives the readers 50 MB each of the shared file: about 100 MB less than RSS says
+        assert tree["rss"] - tree["pss"] > 90
+        # the file counted once: the readers' mapped share comes off, the file's size goes on
+        assert abs(tree["total"] - tree["pss"]) < 10
     finally:
-        child.kill()
-        child.wait()
+        for p in (child, *readers):
+            p.kill()
+            p.wait()
 
 
 def test_quick_mode_writes_beside_the_full_numbers():
