@@ -225,13 +225,13 @@ class _BareMain:
         return False
 
 
-def _run_local(points, data, workers: int, on_progress, stop) -> Iterator[tuple[int, object]]:
+def _run_local(points, data, workers: int, on_progress, stop, threads: int | None = None) -> Iterator[tuple[int, object]]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .worker import mp_context, spill
 
     ctx = mp_context()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     q, stop_ev = ctx.Queue(), ctx.Event()
     sd = spill(data)
 
@@ -350,12 +350,14 @@ def _run_ray(points, data, workers, address, on_progress, stop, shutdown, info: 
 def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", workers: int | None = None,
               address: str | None = None, store=None, save: bool = True, data_info: dict | None = None,
               on_event: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-              shutdown: bool | None = None, session: str | None = None) -> SweepOutcome:
+              shutdown: bool | None = None, session: str | None = None,
+              threads: int | None = None) -> SweepOutcome:
     """Train every point on ``backend`` and save each run in ``store`` (default: the run store).
 
     ``workers``: processes (local) or CPUs of a local Ray cluster; default one per core, at
     most one per point. ``shutdown`` (ray): end Ray afterwards (default: when this call started it).
     ``session``: the dashboard session the runs belong to (None: shared, as the CLI's).
+    ``threads`` (local): torch threads per worker (default: the cores shared by the workers).
     """
     import torch
 
@@ -393,7 +395,7 @@ def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", worker
     t0 = time.perf_counter()
     info = {"workers": n_workers}
     if backend == "local":
-        outcomes = _run_local(points, data, n_workers, on_progress, stop)
+        outcomes = _run_local(points, data, n_workers, on_progress, stop, threads)
     else:
         outcomes = _run_ray(points, data, workers, address, on_progress, stop, shutdown, info)
     results: dict[int, SweepResult] = {}

@@ -13,6 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .jobs import Stopped
+
 __all__ = ["TaskRecord", "start_task"]
 
 
@@ -50,19 +52,33 @@ class TaskRecord:
 
 
 def start_task(kind: str, params: dict, work: Callable[[TaskRecord], Any],
-               after: Callable[[TaskRecord, Any], dict] | None = None) -> TaskRecord:
+               after: Callable[[TaskRecord, Any], dict] | None = None, slots: int = 0) -> TaskRecord:
     """Run ``work(record)`` in a daemon thread; its return value becomes ``record.result`` and
-    ``after(record, result)`` (optional) fills ``record.extra``. Exceptions become ``record.error``."""
+    ``after(record, result)`` (optional) fills ``record.extra``. Exceptions become ``record.error``.
+    ``slots`` > 0: the work trains on this server's cores, so it first takes that many of the job
+    manager's training slots (``JobManager.reserve``), queueing with the jobs; the record's stage
+    shows its place meanwhile, and Stop leaves the queue."""
     rec = TaskRecord(kind, dict(params))
+    manager = None
+    if slots:
+        from . import state
+        manager = state.job_manager()  # (resolved here, in the script's thread)
 
     def run():
         try:
-            result = work(rec)
+            if manager is not None:
+                with manager.reserve(slots, stop=rec.stop_event, on_wait=rec.on_stage):
+                    rec.stage = "starting"
+                    result = work(rec)
+            else:
+                result = work(rec)
             if after is not None:
                 rec.stage = "preparing the views"
                 rec.extra = dict(after(rec, result))
             rec.result = result
             rec.status = "stopped" if rec.stop_event.is_set() else "finished"
+        except Stopped:
+            rec.status = "stopped"  # stopped in the queue: nothing ran, no result
         except Exception as exc:  # never let the thread die silently: the page shows the reason
             msg = str(exc).strip() or type(exc).__name__
             known = type(exc).__name__ in ("DataError", "ConfigError", "TrainingFailed", "ValueError")

@@ -13,7 +13,9 @@ import os
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aecore.config import env_int
 from aecore.training import Failed, Finished, Progress, Snapshot, Trainer
@@ -25,7 +27,7 @@ from . import limits
 # Ray cluster at AECORE_RAY_ADDRESS (empty: a local one started on the fly), see aecore.ray_runner
 RUNNERS = ("process", "thread", "ray")
 
-__all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError"]
+__all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError", "Stopped"]
 
 LimitError = limits.LimitError
 
@@ -37,6 +39,16 @@ def default_max_jobs() -> int:
     import torch
 
     return env_int("AECORE_MAX_JOBS", 4 if torch.cuda.is_available() else 2)
+
+
+class Stopped(Exception):
+    """Work stopped while it waited for a training slot (``JobManager.reserve``)."""
+
+
+@dataclass(eq=False)
+class _Reservation:
+    """A place in the job queue for work that trains outside a job (``JobManager.reserve``)."""
+    slots: int
 
 
 @dataclass(eq=False)  # a job is itself: compared by identity and hashable (no field-by-field ==)
@@ -138,6 +150,42 @@ class JobManager:
             raise
         threading.Thread(target=self._work, args=(job, data, save), name=f"aecore-job-{job.id}", daemon=True).start()
         return job
+
+    @contextmanager
+    def reserve(self, n: int, stop: threading.Event | None = None, on_wait: Callable[[str], None] | None = None):
+        """Hold ``n`` of the ``max_jobs`` training slots for the ``with`` block: work that trains outside a
+        job (a sweep's worker processes, a feature or document task in the server) waits its turn in the
+        same FIFO queue as jobs, so the cores are never asked for more than ``max_jobs`` trainings at once.
+        ``n`` above ``max_jobs`` holds all of them. ``on_wait(text)`` hears the queue position while
+        waiting; ``stop`` leaves the queue (raises ``Stopped``) before anything has started."""
+        n = max(1, min(int(n), self.max_jobs))
+        ticket = _Reservation(n)
+        with self._cond:
+            self._waiting.append(ticket)
+            said = None
+            while True:
+                if stop is not None and stop.is_set():
+                    self._waiting.remove(ticket)
+                    self._cond.notify_all()
+                    raise Stopped("stopped while waiting for a training slot")
+                if self._waiting[0] is ticket and self._running + n <= self.max_jobs:
+                    break
+                pos = self._waiting.index(ticket)
+                text = (f"waiting for {n} of the server's {self.max_jobs} training slots: "
+                        f"{self._running} in use, {pos} queued ahead")
+                if on_wait is not None and text != said:
+                    on_wait(text)
+                    said = text
+                self._cond.wait(timeout=0.2)
+            self._waiting.pop(0)
+            self._running += n
+            self._cond.notify_all()
+        try:
+            yield n
+        finally:
+            with self._cond:
+                self._running -= n
+                self._cond.notify_all()
 
     def queue_position(self, job: JobRecord) -> int | None:
         """1 for the next job to start; None when the job is not waiting."""

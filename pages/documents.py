@@ -129,7 +129,7 @@ if b1.button("Train autoencoder and LSA", type="primary", disabled=not can_run o
                 "titles": [f"{res.corpus.label_names[y]} | {doc_title(t)}"
                            for t, y in zip(res.corpus.texts_test, res.corpus.y_test)]}
 
-    task = st.session_state[KEY] = start_task("documents", params, work, after)
+    task = st.session_state[KEY] = start_task("documents", params, work, after, slots=1)  # trains here
     running = True
 if running and b2.button("Stop", key="doc_stop"):
     task.stop()
@@ -166,6 +166,9 @@ if task.status == "failed":
     st.stop()
 res = task.result
 st.session_state["_doc_shown"] = task
+if res is None:  # stopped while it waited for a training slot
+    st.info("Stopped before training started.")
+    st.stop()
 corpus = res.corpus
 if task.status == "stopped":
     st.warning("Training was stopped early; these are the results of the partly trained autoencoder.")

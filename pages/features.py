@@ -88,7 +88,8 @@ with tab_probe:
             params = dict(variants=tuple(variants), code_size=int(k), epochs=int(epochs), lr=float(lr),
                           labels=tuple(None if x == "all" else int(x) for x in labels))
             st.session_state[PROBE_KEY] = start_task(
-                "probe", params, lambda rec: probe(data, **params, on_stage=rec.on_stage, stop=rec.stop_event))
+                "probe", params, lambda rec: probe(data, **params, on_stage=rec.on_stage, stop=rec.stop_event),
+                slots=1)  # trains on this server's cores: queues with the jobs
             st.rerun()
     res = _status(PROBE_KEY)
     if res is not None:
@@ -127,7 +128,8 @@ with tab_pre:
         data = load_dataset(pre_ds)
         if data is not None:
             st.session_state[PRE_KEY] = start_task(
-                "pretrain", {"cfg": cfg}, lambda rec: pretrain(data, cfg, on_stage=rec.on_stage, stop=rec.stop_event))
+                "pretrain", {"cfg": cfg}, lambda rec: pretrain(data, cfg, on_stage=rec.on_stage, stop=rec.stop_event),
+                slots=1)
             st.rerun()
     res = _status(PRE_KEY)
     if res is not None and res.curves:

@@ -103,6 +103,13 @@ if launch and points:
         store, slot, info = state.run_store(), _slot(), state.data_info(data)
         owner = limits.session_owner()  # the runs are this session's (the Runs page of others does not list them)
         address = ray_address() if backend == "ray" else None  # AECORE_RAY_ADDRESS, as the job runner's
+        # on this server's cores a sweep takes training slots like jobs do, so that sweeps and jobs together
+        # never oversubscribe the cores: the process pool one per worker, a local Ray cluster (which may
+        # use every core, and stays up for later sweeps with as many CPUs as it started with) all of them
+        manager = state.job_manager()
+        local = backend == "local"
+        workers = min(len(points), manager.max_jobs) if local else None
+        slots = workers if local else 0 if address else manager.max_jobs
         params = {"backend": backend, "address": address, "n": len(points), "shape": tuple(data.shape),
                   "dataset": ds_name, "labels": {p.index: p.label for p in points}}
 
@@ -120,10 +127,11 @@ if launch and points:
                         rec.on_row(ev)
 
                 # a local Ray cluster started here stays up for the next sweep (starting one takes seconds)
-                return run_sweep(points, data, backend=backend, address=address, store=store, data_info=info,
-                                 on_event=on_event, stop=rec.stop_event, shutdown=False, session=owner)
+                return run_sweep(points, data, backend=backend, workers=workers, address=address, store=store,
+                                 data_info=info, on_event=on_event, stop=rec.stop_event, shutdown=False,
+                                 session=owner, threads=manager.threads if local else None)
 
-        st.session_state[TASK_KEY] = start_task("sweep", params, work)
+        st.session_state[TASK_KEY] = start_task("sweep", params, work, slots=slots)
         st.rerun()
 
 

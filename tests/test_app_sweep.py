@@ -110,6 +110,37 @@ def test_a_tiny_local_sweep_runs_to_completion(at):
     assert finite_values(figure(at, "λ = 0")["data"][0]["z"]) == 4 * 64
 
 
+def test_a_sweep_queues_for_the_training_slots_a_job_holds(at):
+    """Sweeps count in AECORE_MAX_JOBS: with a job training (1 of the 2 slots on a CPU), a
+    4-configuration sweep (a worker per slot) waits and says so; when the job stops, it completes."""
+    at.query_params.update({"variant": "linear", "K": "4", "epochs": "100000", "dataset": "digits"})
+    at.run()
+    at.button(key="train_start").click().run()
+    job = at.session_state["job"]
+    deadline = time.time() + 30
+    while job.status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.status == "running"
+    at.switch_page(PAGE).run()
+    tiny_grid(at)
+    at.button(key="sweep_run").click().run()
+    task = at.session_state["sweep_task"]
+    time.sleep(1.0)
+    from dashboard.jobs import default_max_jobs
+
+    slots = default_max_jobs()  # the server's (2 on a CPU): the 4 configurations want them all
+    assert not task.done and task.stage == (f"waiting for {min(4, slots)} of the server's {slots} training slots: "
+                                            f"1 in use, 0 queued ahead"), task.stage
+    assert not task.rows and not task.extra.get("progress")  # nothing trained
+    job.stop()
+    wait(at)
+    assert job.status == "stopped"
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    out = task.result
+    assert len(out.results) == 4 and {r.status for r in out.results} == {"finished"} and out.workers == min(4, slots)
+    assert "Test error against λ" in titles(at)
+
+
 @pytest.fixture
 def ray_cleanup():
     yield

@@ -52,6 +52,66 @@ def test_a_queued_job_that_is_stopped_never_runs(digits):
     assert second.status == "stopped" and second.metrics is None and second.started is None
 
 
+def test_work_outside_jobs_takes_training_slots_in_the_same_queue(digits):
+    """A sweep or a feature task reserves slots: jobs submitted after it wait (FIFO, their queue
+    position counts it), it waits for enough free slots, and Stop leaves the queue unrun."""
+    import threading
+
+    from dashboard.feature_tasks import start_task
+    from dashboard.jobs import Stopped
+
+    mgr = JobManager(max_jobs=2, runner="thread")
+    long = TrainConfig(epochs=100_000)
+    first = mgr.submit(ModelConfig(variant="sigmoid", code_size=4), long, digits, save=False)
+    deadline = time.time() + 30
+    while first.status != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    assert mgr.running == 1
+    heard, holding, release = [], threading.Event(), threading.Event()
+
+    def sweep():  # wants both slots: waits for the running job
+        with mgr.reserve(5, on_wait=heard.append) as n:
+            heard.append(f"holding {n}, {mgr.running} in use")
+            holding.set()
+            release.wait(30)
+
+    t = threading.Thread(target=sweep, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert not holding.is_set() and heard == ["waiting for 2 of the server's 2 training slots: 1 in use, 0 queued "
+                                              "ahead"]
+    later = mgr.submit(ModelConfig(variant="sigmoid", code_size=5), TrainConfig(epochs=1), digits, save=False)
+    time.sleep(0.3)
+    assert later.status == "queued" and mgr.queue_position(later) == 2  # behind the reservation, though a slot is free
+    first.stop()
+    assert holding.wait(30) and heard[-1] == "holding 2, 2 in use"
+    time.sleep(0.3)
+    assert later.status == "queued"  # no slot for it while the sweep holds both
+    release.set()
+    t.join(30)
+    _wait([first, later])
+    assert later.status == "finished" and mgr.running == 0
+
+    # stopped while queued: nothing runs, the queue moves on
+    busy = mgr.submit(ModelConfig(variant="sigmoid", code_size=4), long, digits, save=False)
+    stop = threading.Event()
+    ran = []
+    with mgr.reserve(1):  # with the busy job: both slots taken
+        rec = start_task("probe", {}, lambda r: ran.append(1), slots=0)  # (no slots: runs at once)
+        deadline = time.time() + 10
+        while not rec.done and time.time() < deadline:
+            time.sleep(0.02)
+        assert rec.status == "finished" and ran == [1]
+        stop.set()
+        with pytest.raises(Stopped, match="stopped while waiting for a training slot"):
+            with mgr.reserve(1, stop=stop):
+                ran.append(2)
+    assert ran == [1] and mgr.running == 1
+    busy.stop()
+    _wait([busy])
+    assert mgr.running == 0 and mgr.queue_position(busy) is None
+
+
 def test_two_sessions_train_independently(tmp_path, monkeypatch):
     monkeypatch.setenv("AECORE_RUNS", str(tmp_path / "runs"))
     a, b = AppTest.from_file(APP, default_timeout=60), AppTest.from_file(APP, default_timeout=60)
