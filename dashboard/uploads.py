@@ -7,7 +7,8 @@ No Streamlit here (the sidebar and the Recommend page are the glue), so every ru
   too and the suffix one of an allowed list;
 * the write is atomic (a hidden part file, then ``os.replace``) and stops as soon as the file
   passes ``max_bytes``; an empty or over-size file leaves nothing behind;
-* only the last ``KEEP`` uploads of a session stay on disk;
+* only the last ``KEEP`` uploads of a session stay on disk, and a session's folder goes
+  ``AECORE_UPLOAD_HOURS`` (24) after its last upload;
 * error messages name the file as the user called it (sanitized), never the server path.
 
 The dataset name a config carries for an upload is ``upload:<hex>:<display name>``; it resolves
@@ -27,7 +28,7 @@ from aecore.data import DataError, Dataset, cache_dir, load_file
 
 __all__ = ["Upload", "new_session_key", "session_dir", "display_name", "save_upload", "load_upload",
            "load_ratings_upload", "is_upload_name", "max_upload_bytes", "max_data_bytes", "DATA_SUFFIXES",
-           "RATINGS_SUFFIXES", "KEEP", "discard"]
+           "RATINGS_SUFFIXES", "KEEP", "discard", "max_age_hours", "prune_stale_sessions"]
 
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".zip")  # arrays, CSV, or a zip of PNG/JPEG images
 RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".data")
@@ -89,6 +90,39 @@ def is_upload_name(name: object) -> bool:
     return isinstance(name, str) and _NAME.match(name) is not None
 
 
+def max_age_hours() -> int:
+    """How long a session's uploads stay on disk after its last upload: ``$AECORE_UPLOAD_HOURS``
+    (default 24; 0 keeps them until the server's cache is cleared)."""
+    return env_int("AECORE_UPLOAD_HOURS", 24, lo=0)
+
+
+def prune_stale_sessions(keep_key: str | None = None, now: float | None = None) -> list[str]:
+    """Delete the upload folders of sessions whose last upload is older than ``max_age_hours()``
+    (the browser session that made them has long gone: its uploads can no longer be named), except
+    ``keep_key``'s. Returns the session keys removed. Called on every upload, so a class server's
+    disk holds one day of uploads, not a term's."""
+    import shutil
+    import time
+
+    hours = max_age_hours()
+    root = cache_dir() / "uploads"
+    if hours == 0 or not root.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - hours * 3600
+    removed = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or not _KEY.match(folder.name) or folder.name == keep_key:
+            continue
+        try:
+            newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+            if newest < cutoff:
+                shutil.rmtree(folder)
+                removed.append(folder.name)
+        except OSError:  # another server process got there first, or a file went meanwhile
+            continue
+    return removed
+
+
 def _prune(folder: Path, keep: int) -> None:
     files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
                    key=lambda p: p.stat().st_mtime_ns)
@@ -107,6 +141,7 @@ def save_upload(data: BinaryIO | bytes, name: str, session_key: str, allowed=DAT
         raise DataError(f"upload '{display}': unsupported type '{suffix or '(none)'}'; expected "
                         f"{', '.join(allowed)}")
     folder = session_dir(session_key)
+    prune_stale_sessions(keep_key=session_key)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -150,8 +185,8 @@ def load_upload(upload: Upload, max_bytes: int | None = None, **kwargs) -> Datas
     """The upload as a Dataset (``aecore.data.load_file``) named ``upload.dataset_name``; a
     DataError names the file as the user called it."""
     if not upload.path.is_file():
-        raise DataError(f"upload '{upload.display}': no longer on the server (only the last {KEEP} uploads "
-                        "of a session are kept); upload it again")
+        raise DataError(f"upload '{upload.display}': no longer on the server (a session keeps its last {KEEP} "
+                        f"uploads, for {max_age_hours()} hours after its last upload); upload it again")
     try:
         ds = load_file(upload.path, max_bytes=max_data_bytes() if max_bytes is None else max_bytes, **kwargs)
     except DataError as exc:

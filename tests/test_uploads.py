@@ -102,6 +102,44 @@ def test_only_the_last_uploads_of_a_session_stay(key):
         uploads.load_upload(ups[0])
 
 
+def test_a_session_folder_goes_a_day_after_its_last_upload(monkeypatch):
+    """Every upload removes the folders of sessions whose last upload is older than
+    AECORE_UPLOAD_HOURS (default 24): a class server keeps a day of uploads, not a term's."""
+    import os
+    import time
+
+    old, recent, mine = (uploads.new_session_key() for _ in range(3))
+    u_old = uploads.save_upload(_npy_bytes(np.eye(2)), "old.npy", old)
+    u_recent = uploads.save_upload(_npy_bytes(np.eye(2)), "recent.npy", recent)
+    day_ago = time.time() - 25 * 3600
+    for p in (u_old.path, u_old.path.parent):
+        os.utime(p, (day_ago, day_ago))
+    hours_ago = time.time() - 23 * 3600
+    for p in (u_recent.path, u_recent.path.parent):
+        os.utime(p, (hours_ago, hours_ago))
+    stray = cache_dir() / "uploads" / "not-a-session"  # only folders the server named are touched
+    stray.mkdir()
+    os.utime(stray, (day_ago, day_ago))
+    uploads.save_upload(_npy_bytes(np.eye(2)), "new.npy", mine)
+    assert not uploads.session_dir(old).exists()
+    assert uploads.session_dir(recent).exists() and stray.exists()
+    with pytest.raises(DataError, match=r"upload 'old\.npy': no longer on the server \(a session keeps its last "
+                                        r"3 uploads, for 24 hours after its last upload\); upload it again"):
+        uploads.load_upload(u_old)
+    # the session uploading is never removed, however old its earlier files; 0 hours keeps everything
+    for p in (u_recent.path, u_recent.path.parent):
+        os.utime(p, (day_ago, day_ago))
+    uploads.save_upload(_npy_bytes(np.eye(2)), "again.npy", recent)
+    assert u_recent.path.exists()
+    monkeypatch.setenv("AECORE_UPLOAD_HOURS", "0")
+    assert uploads.prune_stale_sessions(now=time.time() + 1e9) == []
+    monkeypatch.setenv("AECORE_UPLOAD_HOURS", "1")
+    assert sorted(uploads.prune_stale_sessions(now=time.time() + 2 * 3600)) == sorted([recent, mine])
+    monkeypatch.setenv("AECORE_UPLOAD_HOURS", "a day")
+    with pytest.raises(ValueError, match="AECORE_UPLOAD_HOURS='a day' must be a whole number >= 0"):
+        uploads.max_age_hours()
+
+
 def test_sessions_do_not_share_a_folder():
     a, b = uploads.new_session_key(), uploads.new_session_key()
     ua = uploads.save_upload(_npy_bytes(np.eye(3)), "same.npy", a)
