@@ -101,7 +101,7 @@ class SpilledData:
     kind: str
     value_range: tuple
     label_names: tuple | None
-    has_labels: bool
+    arrays: tuple = ("x_train", "x_test", "y_train", "y_test")  # the arrays written (a label array may be None)
 
 
 SHM = "/dev/shm"
@@ -152,10 +152,8 @@ def spill(data, keep: int = 8) -> SpilledData:
         if hit is not None and hit[0] is data:
             _spilled.move_to_end(id(data))
             return hit[1]
-        has_labels = data.y_train is not None and data.y_test is not None
-        arrays = {"x_train": data.x_train, "x_test": data.x_test}
-        if has_labels:
-            arrays.update(y_train=data.y_train, y_test=data.y_test)
+        arrays = {k: getattr(data, k) for k in ("x_train", "x_test", "y_train", "y_test")
+                  if getattr(data, k) is not None}
         nbytes = sum(np.asarray(a).nbytes for a in arrays.values())
         base = _spill_base(nbytes)
         folder = base / uuid.uuid4().hex
@@ -175,7 +173,7 @@ def spill(data, keep: int = 8) -> SpilledData:
                               f"process to '{base}' ({exc}) nor to '{disk}' ({exc2}); free some space or set "
                               f"TMPDIR to a larger folder") from exc2
         sd = SpilledData(str(folder), data.name, tuple(data.shape), data.kind, tuple(data.value_range),
-                         tuple(data.label_names) if data.label_names else None, has_labels)
+                         tuple(data.label_names) if data.label_names else None, tuple(arrays))
         _spilled[id(data)] = (data, sd)
         while len(_spilled) > keep:
             _, (_, old) = _spilled.popitem(last=False)
@@ -202,10 +200,9 @@ def load_spilled(sd: SpilledData):
     from .data import Dataset
 
     f = Path(sd.folder)
-    load = lambda n: np.load(f / n, mmap_mode="r")  # noqa: E731
-    y_tr, y_te = (load("y_train.npy"), load("y_test.npy")) if sd.has_labels else (None, None)
-    return Dataset(name=sd.name, x_train=load("x_train.npy"), y_train=y_tr, x_test=load("x_test.npy"),
-                   y_test=y_te, shape=sd.shape, kind=sd.kind, value_range=sd.value_range,
+    a = {k: np.load(f / f"{k}.npy", mmap_mode="r") if k in sd.arrays else None
+         for k in ("x_train", "x_test", "y_train", "y_test")}
+    return Dataset(name=sd.name, **a, shape=sd.shape, kind=sd.kind, value_range=sd.value_range,
                    label_names=sd.label_names)
 
 
