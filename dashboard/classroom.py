@@ -190,10 +190,14 @@ def replay_panel(job) -> None:
     info = job.data_info
     shape, vrange, names = info.get("shape"), info.get("value_range"), info.get("label_names")
 
+    # the slider's labels as plain strings: Streamlit keeps a widget's format_func in the session's
+    # state, and a lambda over the snapshots kept every finished job's snapshots alive (~30 MB each)
+    labels = [f"epoch {s.epoch:.1f}" for s in snaps]
+
     @st.fragment
     def _replay() -> None:
         i = st.select_slider("Snapshot", options=list(range(len(snaps))), value=len(snaps) - 1,
-                             key=f"replay_{job.id}", format_func=lambda j: f"epoch {snaps[j].epoch:.1f}",
+                             key=f"replay_{job.id}", format_func=labels.__getitem__,
                              help="Drag back to see the model as it was at that point of training.")
         s = snaps[i]
         st.caption(f"Snapshot {i + 1} of {len(snaps)}: step {s.step}, epoch {s.epoch:.2f}, "

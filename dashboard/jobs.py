@@ -8,6 +8,7 @@ jobs train at once (``AECORE_MAX_JOBS``, default 2 on CPU) and queues the rest i
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import threading
@@ -27,12 +28,37 @@ from . import limits
 # Ray cluster at AECORE_RAY_ADDRESS (empty: a local one started on the fly), see aecore.ray_runner
 RUNNERS = ("process", "thread", "ray")
 
-__all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError", "Stopped"]
+__all__ = ["JobRecord", "JobManager", "default_max_jobs", "LimitError", "Stopped", "trim_heap"]
 
 LimitError = limits.LimitError
 
 MIN_SNAPSHOTS = 40  # per run, so even a one-second run can be replayed frame by frame
 MAX_SNAPSHOTS = 120  # kept for replay; thinned by half when full (first and newest always kept)
+
+
+_malloc_trim = None  # glibc's malloc_trim, False where there is none (macOS, musl, Windows)
+
+
+def trim_heap() -> bool:
+    """Hand the C heap's free memory back to the operating system (glibc's ``malloc_trim``).
+
+    Each job runs in a new thread, and glibc gives threads their own heap arenas; the tens of MB
+    of snapshot arrays a job receives are freed into its arena but stay resident. Returns whether
+    a trim was made."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if not _malloc_trim:
+        return False
+    _malloc_trim(0)
+    return True
 
 
 def default_max_jobs() -> int:
@@ -225,6 +251,11 @@ class JobManager:
             with self._cond:
                 self._running -= 1
                 self._cond.notify_all()
+            # what earlier jobs of the session held (their snapshots: tens of MB) is garbage by now, some of
+            # it in reference cycles that the server's rare full collections would free only much later
+            # (postScriptGC is off); collect it, and hand the freed heap back to the system
+            gc.collect()
+            trim_heap()
 
     def _train(self, job: JobRecord, data, save: bool) -> None:
         job.status, job.started = "running", time.time()

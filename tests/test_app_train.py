@@ -118,6 +118,35 @@ def test_short_training_run_finishes_with_metrics_and_live_figures(at):
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
 
 
+def test_a_finished_jobs_snapshots_are_freed_when_the_session_trains_the_next(at):
+    """The replay panel shows the current job's snapshots; once the session has trained another job,
+    nothing may keep the earlier one's (~30 MB on MNIST: a class server ran out of memory job by job
+    while a slider's format_func, kept in the session state, held them)."""
+    import gc
+    import weakref
+
+    at.query_params.update({"variant": "sigmoid", "K": "8", "epochs": "2"})
+    at.run()
+    at.button(key="train_start").click().run()
+    wait_for_job(at)
+    first = at.session_state["job"]
+    assert first.status == "finished" and len(first.snapshots) >= 2
+    at.run()  # the page with the first job's replay panel
+    assert at.select_slider(key=f"replay_{first.id}").value == len(first.snapshots) - 1
+    gone = [weakref.ref(s) for s in first.snapshots]
+    model = weakref.ref(first.model)  # (the export button's deferred zip holds it while shown)
+    del first
+    at.button(key="train_start").click().run()
+    wait_for_job(at)
+    at.run()
+    second = at.session_state["job"]
+    assert second.status == "finished" and at.select_slider(key=f"replay_{second.id}")
+    gc.collect()
+    alive = sum(r() is not None for r in gone)
+    assert alive == 0, f"{alive} of the first job's {len(gone)} snapshots are still referenced"
+    assert model() is None, "the first job's model is still referenced"
+
+
 def test_noisy_variant_shows_the_corrupted_row(at):
     at.query_params.update({"variant": "denoising", "K": "8", "epochs": "1"})
     at.run()
