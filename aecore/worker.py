@@ -113,17 +113,16 @@ def _cleanup() -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _spill_base(nbytes: int) -> Path:
-    """Where to write ``nbytes`` of arrays: /dev/shm (memory; the children map the very pages) when
-    it has room, else the temporary folder on disk (the page cache still serves the children).
+def _fits_shm(nbytes: int) -> bool:
+    """Whether /dev/shm (memory; the children map the very pages) has room for ``nbytes`` of arrays;
+    if not, they go to the temporary folder on disk (the page cache still serves the children).
     A container's /dev/shm is often only 64 MB: too small for MNIST (220 MB)."""
-    if os.path.isdir(SHM) and os.access(SHM, os.W_OK):
-        try:
-            if shutil.disk_usage(SHM).free >= SHM_HEADROOM * nbytes:
-                return _spill_dir(SHM)
-        except OSError:
-            pass
-    return _spill_dir(None)
+    if not (os.path.isdir(SHM) and os.access(SHM, os.W_OK)):
+        return False
+    try:
+        return shutil.disk_usage(SHM).free >= SHM_HEADROOM * nbytes
+    except OSError:
+        return False
 
 
 def _spill_dir(base: str | None) -> Path:
@@ -155,23 +154,18 @@ def spill(data, keep: int = 8) -> SpilledData:
         arrays = {k: getattr(data, k) for k in ("x_train", "x_test", "y_train", "y_test")
                   if getattr(data, k) is not None}
         nbytes = sum(np.asarray(a).nbytes for a in arrays.values())
-        base = _spill_base(nbytes)
-        folder = base / uuid.uuid4().hex
-        try:
-            _write_arrays(folder, arrays)
-        except OSError as exc:
-            disk = _spill_dir(None)
-            if base == disk:
-                raise OSError(f"cannot write data set {data.name!r} ({nbytes / 2**20:.3g} MB) for the training "
-                              f"process to '{base}': {exc}; free some space or set TMPDIR to a larger "
-                              f"folder") from exc
-            folder = disk / uuid.uuid4().hex  # /dev/shm filled up meanwhile: the disk instead
+        failed = []
+        for base in ([SHM] if _fits_shm(nbytes) else []) + [None]:  # /dev/shm may fill up meanwhile: the disk then
+            target = _spill_dir(base)
+            folder = target / uuid.uuid4().hex
             try:
                 _write_arrays(folder, arrays)
-            except OSError as exc2:
-                raise OSError(f"cannot write data set {data.name!r} ({nbytes / 2**20:.3g} MB) for the training "
-                              f"process to '{base}' ({exc}) nor to '{disk}' ({exc2}); free some space or set "
-                              f"TMPDIR to a larger folder") from exc2
+                break
+            except OSError as exc:
+                failed.append(f"'{target}' ({exc})")
+        else:
+            raise OSError(f"cannot write data set {data.name!r} ({nbytes / 2**20:.3g} MB) for the training process "
+                          f"to {' nor to '.join(failed)}; free some space or set TMPDIR to a larger folder")
         sd = SpilledData(str(folder), data.name, tuple(data.shape), data.kind, tuple(data.value_range),
                          tuple(data.label_names) if data.label_names else None, tuple(arrays))
         _spilled[id(data)] = (data, sd)

@@ -109,7 +109,10 @@ if launch and points:
         manager = state.job_manager()
         local = backend == "local"
         workers = min(len(points), manager.max_jobs) if local else None
-        slots = workers if local else 0 if address else manager.max_jobs
+        if local:
+            slots = workers
+        else:
+            slots = 0 if address else manager.max_jobs
         params = {"backend": backend, "address": address, "n": len(points), "shape": tuple(data.shape),
                   "dataset": ds_name, "labels": {p.index: p.label for p in points}}
 
