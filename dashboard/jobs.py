@@ -177,7 +177,6 @@ class JobManager:
         threading.Thread(target=self._work, args=(job, data, save), name=f"aecore-job-{job.id}", daemon=True).start()
         return job
 
-    @contextmanager
     def reserve(self, n: int, stop: threading.Event | None = None, on_wait: Callable[[str], None] | None = None):
         """Hold ``n`` of the ``max_jobs`` training slots for the ``with`` block: work that trains outside a
         job (a sweep's worker processes, a feature or document task in the server) waits its turn in the
@@ -188,6 +187,12 @@ class JobManager:
         ticket = _Reservation(n)
         with self._cond:
             self._waiting.append(ticket)
+        return self._hold(ticket, n, stop, on_wait)
+
+    @contextmanager
+    def _hold(self, ticket, n: int, stop: threading.Event | None, on_wait: Callable[[str], None] | None = None):
+        """Wait until ``ticket`` (already in the queue) is first and ``n`` slots are free, then hold them."""
+        with self._cond:
             said = None
             while True:
                 if stop is not None and stop.is_set():
@@ -232,30 +237,17 @@ class JobManager:
         return sorted(mine, key=lambda j: j.id)
 
     def _work(self, job: JobRecord, data, save: bool) -> None:
-        with self._cond:
-            while True:
-                if job.stop_event.is_set():  # stopped while queued: it never starts
-                    self._waiting.remove(job)
-                    self._cond.notify_all()
-                    job.status, job.ended = "stopped", time.time()
-                    return
-                if self._waiting and self._waiting[0] is job and self._running < self.max_jobs:
-                    break
-                self._cond.wait(timeout=0.2)
-            self._waiting.pop(0)
-            self._running += 1
-            self._cond.notify_all()
         try:
-            self._train(job, data, save)
-        finally:
-            with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
-            # what earlier jobs of the session held (their snapshots: tens of MB) is garbage by now, some of
-            # it in reference cycles that the server's rare full collections would free only much later
-            # (postScriptGC is off); collect it, and hand the freed heap back to the system
-            gc.collect()
-            trim_heap()
+            with self._hold(job, 1, job.stop_event):  # queued by submit(), in order
+                self._train(job, data, save)
+        except Stopped:  # stopped while queued: it never starts
+            job.status, job.ended = "stopped", time.time()
+            return
+        # what earlier jobs of the session held (their snapshots: tens of MB) is garbage by now, some of
+        # it in reference cycles that the server's rare full collections would free only much later
+        # (postScriptGC is off); collect it, and hand the freed heap back to the system
+        gc.collect()
+        trim_heap()
 
     def _train(self, job: JobRecord, data, save: bool) -> None:
         job.status, job.started = "running", time.time()
