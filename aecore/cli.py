@@ -13,11 +13,64 @@ import sqlite3
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "StopOnSignal"]
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+class StopOnSignal:
+    """While training: the first SIGINT (Ctrl-C) or SIGTERM asks the trainer to stop after its
+    current step, as the dashboard's Stop does; the run so far is then evaluated and saved with
+    status 'stopped', and the command exits with 128 + the signal's number. A second signal
+    aborts at once (KeyboardInterrupt) without saving.
+
+    Under torchrun, Ctrl-C reaches torchrun, which sends the signal on to every rank and
+    waits 30 s before killing them; the ranks agree on a common step to stop at
+    (``aecore.distributed.STOP_CHECK_STEPS``). Handlers are only installed in the main thread
+    (Python allows no other); elsewhere the signals keep their usual effect."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, stop, what: str = "aecore train"):
+        self.stop = stop
+        self.what = what
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __call__(self, signum, frame) -> None:
+        import os
+        import signal
+
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.stop.set()
+        # os.write, not print: the handler may run while the main thread is inside a print
+        os.write(2, (f"{self.what}: {signal.Signals(signum).name}: stopping training; the model trained so far "
+                     f"will be evaluated and saved (a second Ctrl-C or SIGTERM aborts without saving)\n").encode())
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum is not None else 0
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,7 +197,7 @@ def _load_data(args):
 
 def _train(args, session=None) -> int:
     from .config import ModelConfig, TrainConfig
-    from .training import Failed, Finished, Progress, Trainer
+    from .training import Trainer
 
     if getattr(args, "distributed", False) and session is None:
         from .distributed import process_group
@@ -179,6 +232,21 @@ def _train(args, session=None) -> int:
         trainer = DistributedTrainer(mc, tc, data, session)
     else:
         trainer = Trainer(mc, tc, data)
+    signals = StopOnSignal(trainer.stop, "aecore train" if session is None else f"aecore train, rank {session.rank}")
+    try:
+        with signals:
+            _report(args, trainer, mc, tc, data_info, store, run_id, session, main_rank)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handlers were in place
+        if store:
+            store.fail(run_id, "interrupted (Ctrl-C) before the run was saved", status="interrupted")
+        raise
+    return signals.exit_code
+
+
+def _report(args, trainer, mc, tc, data_info, store, run_id, session, main_rank) -> None:
+    """Print the trainer's events and save its result (rank 0 only)."""
+    from .training import Failed, Finished, Progress
+
     for ev in trainer.run():
         if not main_rank and isinstance(ev, (Progress, Finished)):  # the other ranks only train
             continue
@@ -207,13 +275,16 @@ def _train(args, session=None) -> int:
                         n, out = n + 1, base.with_name(f"{base.name}-{n}")
                 metrics["run_dir"] = str(save_run(out, mc, tc, ev.model, metrics, ev.history, data_info))
             elif store:
-                metrics["run_dir"] = str(store.finish(run_id, mc, tc, ev.model, metrics, ev.history, data_info))
+                metrics["run_dir"] = str(store.finish(run_id, mc, tc, ev.model, metrics, ev.history, data_info,
+                                                      status="stopped" if ev.stopped else "finished"))
             if args.json:
-                _emit({"event": "finished", **metrics})
+                _emit({"event": "finished", "stopped": ev.stopped, **metrics})
             else:
+                if ev.stopped:
+                    print(f"stopped after {metrics['epochs']:.4g} of {tc.epochs} epochs; saved what was trained",
+                          file=sys.stderr)
                 for k, v in metrics.items():
                     print(f"{k:>24}: {v:.6g}" if isinstance(v, float) else f"{k:>24}: {v}")
-    return 0
 
 
 def _show(args) -> int:

@@ -15,7 +15,8 @@ batch, the updates equal those of single-process training with batch W*B, up to 
 float reductions (tests/test_distributed.py measures it). Noise and sampling (denoising
 variants, the VAE) draw from a per-rank generator, so those runs are equal in distribution only.
 
-Rank 0 alone records the run; the other ranks only train.
+Rank 0 alone records the run; the other ranks only train. A signal that stops training
+(``aecore.cli.StopOnSignal``: Ctrl-C, SIGTERM) stops every rank at one common step.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch.distributed as dist
 
 from .training import Finished, Progress, Trainer, resolve_device
 
-__all__ = ["DistributedError", "Session", "DistributedTrainer", "process_group", "torchrun_env"]
+__all__ = ["DistributedError", "Session", "DistributedTrainer", "STOP_CHECK_STEPS", "process_group", "torchrun_env"]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 LAUNCH_HINT = "torchrun --nproc_per_node N -m aecore.cli train --distributed ..."
@@ -121,17 +122,45 @@ class _LossTerms(torch.nn.Module):
         return self.model.loss_terms(xb, generator=self.generator)
 
 
+STOP_CHECK_STEPS = 20  # the ranks agree whether to stop every this many steps (one 4-byte all-reduce)
+
+
 class DistributedTrainer(Trainer):
     """A ``Trainer`` for one rank of a ``process_group``: same events, same config.
 
     ``train_cfg.batch_size`` is the per-rank batch (the global batch is ``world_size`` times it).
     Progress reports rank 0's loss and the throughput of all ranks; the Finished metrics add
     ``world_size`` and ``global_batch_size`` and average ``train_loss`` over the ranks.
+
+    ``stop`` set on any rank stops every rank at the same step, at most 2 x ``STOP_CHECK_STEPS``
+    steps later: a rank that stopped alone would leave the others waiting in the gradient
+    all-reduce. The ranks compare their flags with an all-reduce that runs in the background
+    over the next ``STOP_CHECK_STEPS`` steps, on the CPU (gloo), so no rank waits for it and a
+    CUDA run does not wait for its GPU.
     """
 
     def __init__(self, model_cfg, train_cfg, data, session: Session, **kw):
         super().__init__(model_cfg, train_cfg, data, **kw)
         self.session = session
+        self._control = None  # the group the stop flags go through (None: the default, gloo, group)
+        self._pending = None  # (work, flag) of the stop flags' all-reduce in flight
+
+    def _should_stop(self, step: int) -> bool:
+        # every STOP_CHECK_STEPS steps: read the all-reduce of the flags sent the previous time
+        # (done by now, so no rank waits for it) and send this rank's flag for the next time
+        if step % STOP_CHECK_STEPS:
+            return False
+        stop = False
+        if self._pending is not None:
+            work, flag = self._pending
+            work.wait()
+            stop = bool(flag.item())
+        if not stop:
+            flag = torch.tensor([1 if self.stop.is_set() else 0], dtype=torch.int32)
+            self._pending = (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._control, async_op=True), flag)
+        else:
+            self._pending = None
+        return stop
 
     def _shard(self, perm: torch.Tensor) -> torch.Tensor:
         W, r = self.session.world_size, self.session.rank
@@ -150,6 +179,9 @@ class DistributedTrainer(Trainer):
 
     def run(self):
         W = self.session.world_size
+        if self.session.backend != "gloo" and self._control is None:  # every rank makes it, in the same order
+            self._control = dist.new_group(backend="gloo")
+        self._pending = None
         for ev in super().run():
             if isinstance(ev, Progress):
                 ev = dataclasses.replace(ev, samples_per_second=ev.samples_per_second * W)

@@ -462,7 +462,7 @@ class Trainer:
                 epoch_acc += vec
                 acc_steps += 1
                 step += 1
-                if self.stop.is_set():
+                if self._should_stop(step):
                     stopped = True
                     break
                 now = time.perf_counter()
@@ -499,6 +499,7 @@ class Trainer:
 
     # --- hooks: here one process trains on every example with the model itself; aecore.distributed
     # overrides them so that each rank trains on its share through a DistributedDataParallel wrapper
+    # and all ranks stop at the same step
     def _shard(self, perm: torch.Tensor) -> torch.Tensor:
         """This process's examples of an epoch, in order, from the epoch's permutation (N,)."""
         return perm
@@ -506,6 +507,10 @@ class Trainer:
     def _loss_fn(self, model):
         """What computes a training step's loss terms: ``fn(xb, generator=g) -> {name: tensor}``."""
         return model.loss_terms
+
+    def _should_stop(self, step: int) -> bool:
+        """Whether training ends after ``step`` steps: once ``stop`` is set (the dashboard's Stop, a signal)."""
+        return self.stop.is_set()
 
     @staticmethod
     @torch.no_grad()

@@ -111,3 +111,91 @@ def test_train_help_lists_every_registered_variant(capsys):
     out = capsys.readouterr().out
     for name in variant_names():
         assert f"  {name} " in out
+
+
+def _train_until_first_progress(tmp_path, *extra):
+    """A long `aecore train` in a subprocess, returned once it has printed its first progress line."""
+    import os
+    env = {**os.environ, "AECORE_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", "train", "--variant", "sigmoid", "-k", "8",
+                             "--dataset", "digits", "--epochs", "100000", "--json", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert json.loads(first)["event"] == "progress", first + proc.stderr.read()
+    return proc
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_and_saves_the_model_trained_so_far(tmp_path, capsys, signame):
+    import signal
+
+    from aecore.runs import RunStore
+
+    proc = _train_until_first_progress(tmp_path)
+    proc.send_signal(getattr(signal, signame))
+    out, err = proc.communicate(timeout=120)
+    # exit status 128 + the signal, as a shell reports a command the signal ended
+    assert proc.returncode == 128 + getattr(signal, signame), err
+    assert f"{signame}: stopping training; the model trained so far will be evaluated and saved" in err
+    assert "Traceback" not in err
+    final = last_json(out)
+    assert final["event"] == "finished" and final["stopped"] is True
+    assert 0 < final["epochs"] < 100000 and REQUIRED <= set(final)
+    assert np.isfinite(final["test_sse"])
+    rows = RunStore(tmp_path / "runs").list()
+    assert [(r["id"], r["status"]) for r in rows] == [(final["run_dir"].rsplit("/", 1)[1], "stopped")]
+    code, shown, err = run_cli(capsys, "show", final["run_dir"], "--json")
+    assert code == 0, err
+    assert json.loads(shown)["metrics"]["test_sse"] == pytest.approx(final["test_sse"])
+
+
+def test_a_second_signal_aborts_and_marks_the_run_interrupted(capfd, monkeypatch, tmp_path):
+    """The first Ctrl-C arrives during training; the second while the stopped model is being
+    evaluated, before it is saved: the command ends at once with 130 and the store says why."""
+    import os
+    import signal
+
+    from aecore import training
+    from aecore.runs import RunStore, runs_root
+
+    real_should_stop, real_evaluate = training.Trainer._should_stop, training.evaluate
+
+    def should_stop(self, step):
+        if step == 30:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before os.kill returns here
+        return real_should_stop(self, step)
+
+    def evaluate(*a, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(*a, **kw)
+
+    monkeypatch.setattr(training.Trainer, "_should_stop", should_stop)
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    before = signal.getsignal(signal.SIGINT)
+    code, out, err = run_cli(capfd, "train", "--variant", "sigmoid", "-k", "4", "--dataset", "digits",
+                             "--epochs", "1000", "--json")  # capfd: the handler writes to file descriptor 2
+    assert code == 130, err
+    assert "SIGINT: stopping training" in err and "aecore: interrupted" in err
+    assert '"event": "finished"' not in out
+    rows = RunStore(runs_root()).list()
+    assert [(r["status"], r["reason"]) for r in rows] == [("interrupted", "interrupted (Ctrl-C) before the run was saved")]
+    assert signal.getsignal(signal.SIGINT) is before  # the CLI's handlers are gone once it returns
+
+
+def test_stop_on_signal_outside_the_main_thread_leaves_the_handlers_alone():
+    import signal
+    import threading
+
+    from aecore.cli import StopOnSignal
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def enter():
+        with StopOnSignal(threading.Event()):
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    t = threading.Thread(target=enter)
+    t.start()
+    t.join()
+    assert seen == [before]

@@ -63,6 +63,56 @@ def test_two_torchrun_ranks_train_like_one_process_with_the_global_batch(tmp_pat
     assert _rel_diff(other.model.state_dict(), ref.model.state_dict()) > 100 * RTOL
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
+def _rank_of(pid: int) -> int | None:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    return int(env[b"RANK"]) if b"RANK" in env else None
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+                    reason="needs Linux's /proc/<pid>/task/<tid>/children to find torchrun's ranks")
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_rank_0_saves(tmp_path):
+    """Ctrl-C under torchrun signals every rank; here only rank 1 is signalled, the harder case:
+    rank 0 must learn of it and stop at the same step, or it would wait in the gradient all-reduce."""
+    import signal
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "AECORE_RUNS": str(runs), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "aecore.cli", "train", "--distributed", "--variant", "sigmoid", "-k", "8", "--dataset", "digits",
+           "--epochs", "100000", "--batch-size", "25", "--device", "cpu", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # rank 0's first progress line: both ranks are training
+        assert '"event": "progress"' in first, first + proc.stderr.read()
+        workers = {_rank_of(p): p for p in _children(proc.pid)}
+        assert set(workers) == {0, 1}, workers
+        os.kill(workers[1], signal.SIGINT)
+        out, err = proc.communicate(timeout=120)  # a rank left waiting in a collective would take 300 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "aecore train, rank 1: SIGINT: stopping training" in err
+    assert "rank 0: SIGINT" not in err and "Timeout" not in err and "terminate called" not in err
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    finished = [d for d in lines if d.get("event") == "finished"]
+    assert len(finished) == 1, out[-2000:] + err[-4000:]
+    m = finished[0]
+    assert m["stopped"] is True and m["world_size"] == 2
+    assert 0 < m["steps"] < 100000 * 20 and m["steps"] % distributed.STOP_CHECK_STEPS == 0
+    rows = RunStore(runs).list()
+    assert [(r["status"], r["id"]) for r in rows] == [("stopped", m["run_dir"].rsplit("/", 1)[1])]
+    assert RunStore(runs).load(rows[0]["id"]).model is not None
+
+
 class _Ranks:
     def __init__(self, world):
         self.sessions = [distributed.Session(r, world, r, "gloo", torch.device("cpu")) for r in range(world)]
