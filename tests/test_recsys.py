@@ -272,6 +272,52 @@ def test_residual_autorec_unseen_users_and_items_get_the_baseline():
     assert make("autorec-item").config.residual and not make("autorec-user").config.residual  # the defaults
 
 
+def test_autorec_validation_never_sees_the_validation_ratings(monkeypatch):
+    """While AutoRec chooses its epochs, a validation pair whose item the fit part lacks gets the
+    biased baseline of the fit part alone: one fitted on all training ratings would contain the
+    very rating being scored (here every validation pair is such a pair, so the validation RMSE
+    is that baseline's, at every epoch)."""
+    from aecore.recsys import models
+    from aecore.recsys.baselines import BiasedBaseline
+
+    data = low_rank_bias_data(n_users=80, n_items=50)
+    cold = data.train.item < 5
+    fit_part, valid = data.train.subset(~cold), data.train.subset(cold)
+    monkeypatch.setattr(models, "random_split", lambda ratings, fraction, seed: (fit_part, valid))
+
+    def rmse(base):
+        pred = np.clip(base.baseline_pairs(valid.user, valid.item), 1, 5)
+        return float(np.sqrt(np.mean(np.square(pred - valid.rating))))
+
+    honest, leaky = rmse(BiasedBaseline().fit_biases(fit_part)), rmse(BiasedBaseline().fit_biases(data.train))
+    assert leaky < honest - 0.05  # the leak would flatter the validation score
+    for residual in (False, True):
+        m = make("autorec-item", hidden=8, epochs=4, patience=10, threads=1, residual=residual).fit(data.train, data)
+        select = [r["valid_rmse"] for r in m.history_ if r["phase"].startswith("select")]
+        assert select == pytest.approx([honest] * 4, rel=1e-6)
+
+
+def test_residual_autorec_without_refit_predicts_with_the_offset_it_learned_from():
+    """refit=False keeps each selection network, which learned r - (mu + b_u + b_i) of its fit
+    part: the prediction adds that baseline back (the mean of them for an ensemble)."""
+    from aecore.recsys.baselines import BiasedBaseline
+
+    data = low_rank_bias_data(n_users=80, n_items=50)
+    common = dict(hidden=8, epochs=15, patience=20, lr=1e-2, threads=1, residual=True, refit=False)
+    m = make("autorec-item", ensemble=1, seed=3, **common).fit(data.train, data)
+    fit_part, _ = random_split(data.train, m.config.valid_fraction, 3)
+    u, i = data.test.user, data.test.item
+    net_out = np.einsum("nk,nk->n", m.codes_[i], m.dec_w_[u]) + m.dec_b_[u]
+    np.testing.assert_allclose(m._predict_raw(u, i), BiasedBaseline().fit_biases(fit_part).baseline_pairs(u, i)
+                               + net_out, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(BiasedBaseline().fit_biases(fit_part).baseline_pairs(u, i),
+                           m.baseline_.baseline_pairs(u, i), atol=1e-3)  # all of train's baseline differs
+    ens = make("autorec-item", ensemble=2, seed=3, **common).fit(data.train, data)
+    other = make("autorec-item", ensemble=1, seed=4, **common).fit(data.train, data)
+    np.testing.assert_allclose(ens._predict_raw(u, i), (m._predict_raw(u, i) + other._predict_raw(u, i)) / 2,
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_residual_target_must_have_the_inputs_pattern():
     from aecore.recsys.models import _SparseRows
 
@@ -461,7 +507,7 @@ def test_topn_metrics_of_a_perfect_oracle():
     class Oracle:
         name, predicts_ratings = "oracle", False
 
-        def score_users(self, users):
+        def score_users(self, users, clip=True):
             return np.asarray(data.test.csr()[users].todense())
 
     m = evaluate.topn_metrics(Oracle(), data.train, data.test, k=10)
@@ -793,3 +839,29 @@ def test_cli_recommend_refuses_a_csv_without_usable_rows(capsys, tmp_path):
     code, out, err = run_cli(capsys, "recommend", "--ratings-csv", str(p))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "junk.csv" in err and "no usable rows" in err
+
+
+def test_rankings_use_unclipped_predictions_and_show_them_clipped():
+    """Two items predicted above the top rating both show as 5, but the one predicted higher
+    ranks first: clipping before ranking would tie them, and the tie goes to the lower index."""
+    from aecore.recsys import explore
+    from aecore.recsys.evaluate import topn_metrics
+
+    data = low_rank_data(n_users=40, n_items=30, observed=0.4)
+    m = make("biased-baseline").fit(data.train, data)
+    user = 0
+    rated = set(data.train.csr()[user].indices.tolist())
+    lo, hi = sorted(i for i in range(30) if i not in rated)[:2]
+    m.bi_ = m.bi_.copy()
+    m.bi_[lo], m.bi_[hi] = 3.0, 4.0  # both far above 5 for every user; hi the higher
+    raw = m.score_users(np.array([user]), clip=False)[0]
+    assert raw[hi] > raw[lo] > 5 and m.score_users(np.array([user]))[0, [lo, hi]].tolist() == [5.0, 5.0]
+    top = explore.top_n(m, data, user, k=2)
+    assert [(r["item"], r["predicted rating"]) for r in top] == [(hi, 5.0), (lo, 5.0)]
+    other = next(i for i in range(30) if i not in (lo, hi))
+    fresh = explore.new_user(m, data, {other: 4.0}, k=2)  # a new user who rated one other item
+    assert [(r["item"], r["predicted rating"]) for r in fresh["top"]] == [(hi, 5.0), (lo, 5.0)]
+    assert m.fold_in([other], [4.0], clip=False)[hi] > 5 and m.fold_in([other], [4.0]).max() == 5.0
+    # Recall@1 of a user whose one relevant held-out item is `hi`: found only when ranked unclipped
+    test = Ratings(np.array([user]), np.array([hi]), np.array([5.0], np.float32), 40, 30)
+    assert topn_metrics(m, data.train, test, k=1)["recall@1"] == 1.0

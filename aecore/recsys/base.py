@@ -131,9 +131,15 @@ class Recommender:
             out[unseen] = self.baseline_.baseline_pairs(users[unseen], items[unseen])
         return np.clip(out, *self.rating_range_).astype(np.float32)
 
-    def score_users(self, users) -> np.ndarray:
-        """(B, M) scores of all items for ``users`` (ratings for rating models; clipped, with
-        the baseline for unseen users/items). Higher is better."""
+    def clip_scores(self, s: np.ndarray) -> np.ndarray:
+        """Scores as ``score_users`` returns them: ratings clipped to the rating range; others as they are."""
+        return np.clip(s, *self.rating_range_) if self.predicts_ratings else s
+
+    def score_users(self, users, clip: bool = True) -> np.ndarray:
+        """(B, M) scores of all items for ``users`` (ratings for rating models, with the baseline
+        for unseen users/items). Higher is better. Ratings are clipped to the rating range unless
+        ``clip`` is False, which is what ranking uses: clipping ties every item predicted above
+        the top rating, and a tie goes to the lower item index, not to the higher prediction."""
         users = np.asarray(users, dtype=np.int64)
         s = np.asarray(self._score_raw(users), dtype=np.float32)
         if not self.predicts_ratings:
@@ -145,7 +151,7 @@ class Recommender:
             base = self.baseline_.baseline_rows(users)
             s[:, cold_items] = base[:, cold_items]
             s[cold_users] = base[cold_users]
-        return np.clip(s, *self.rating_range_, out=s)
+        return np.clip(s, *self.rating_range_, out=s) if clip else s
 
     def _predict_raw(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         # default: through the user scores, one batch of distinct users at a time
@@ -166,8 +172,13 @@ class Recommender:
         """(M, K) item vectors for a 2-D map, and what they are; None if the model has none."""
         return None
 
-    def fold_in(self, items, ratings) -> np.ndarray:
-        """Scores (M,) for a new user who rated ``items`` with ``ratings`` (no refit)."""
+    def fold_in(self, items, ratings, clip: bool = True) -> np.ndarray:
+        """Scores (M,) for a new user who rated ``items`` with ``ratings`` (no refit); ratings are
+        clipped to the rating range unless ``clip`` is False (for ranking, as in ``score_users``)."""
+        s = np.asarray(self._fold_in_raw(np.asarray(items, np.int64), ratings), np.float32)
+        return self.clip_scores(s) if clip else s
+
+    def _fold_in_raw(self, items: np.ndarray, ratings) -> np.ndarray:
         raise NotImplementedError(f"{self.name} has no fold-in for new users")
 
     fold_in_how: ClassVar[str] = ""  # one sentence for people: how ``fold_in`` works

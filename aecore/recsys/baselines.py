@@ -36,7 +36,7 @@ class GlobalMean(Recommender):
     def predict(self, users, items):
         return np.full(len(np.asarray(users)), np.clip(self.mu_, *self.rating_range_), np.float32)
 
-    def score_users(self, users):
+    def score_users(self, users, clip: bool = True):
         return np.full((len(np.asarray(users)), self.n_items_), np.clip(self.mu_, *self.rating_range_), np.float32)
 
 
@@ -88,11 +88,10 @@ class BiasedBaseline(Recommender):
 
     fold_in_how = "biased baseline: your bias b_u is the regularized mean of your residuals r - mu - b_i."
 
-    def fold_in(self, items, ratings):
-        items = np.asarray(items, np.int64)
+    def _fold_in_raw(self, items, ratings):
         r = np.asarray(ratings, np.float64)
         bu = float(np.sum(r - self.mu_ - self.bi_[items]) / (self.config.reg_user + len(items)))
-        return np.clip(self.mu_ + bu + self.bi_, *self.rating_range_).astype(np.float32)
+        return self.mu_ + bu + self.bi_
 
 
 @functools.lru_cache(maxsize=1)
@@ -171,15 +170,13 @@ class BiasedMF(Recommender):
 
     fold_in_how = "biased MF: your factors p_u and bias b_u by ridge regression on the fixed item factors q_i."
 
-    def fold_in(self, items, ratings):
+    def _fold_in_raw(self, items, ratings):
         """Ridge regression of the new user's residuals on the item factors (bias included)."""
-        items = np.asarray(items, np.int64)
         r = np.asarray(ratings, np.float64) - self.mu_ - self.bi_[items]
         x = np.hstack([self.q_[items], np.ones((len(items), 1))])
         reg = self.config.reg * max(len(items), 1)
         w = np.linalg.solve(x.T @ x + reg * np.eye(x.shape[1]), x.T @ r)
-        s = self.mu_ + self.bi_ + self.q_ @ w[:-1] + w[-1]
-        return np.clip(s, *self.rating_range_).astype(np.float32)
+        return self.mu_ + self.bi_ + self.q_ @ w[:-1] + w[-1]
 
 
 def surprise_available() -> bool:

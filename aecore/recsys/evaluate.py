@@ -106,7 +106,7 @@ def topn_metrics(model, train, test, k: int = 10, threshold: float = 4.0, batch:
     recalls, ndcgs = [], []
     for s in range(0, len(users), batch):
         u = users[s:s + batch]
-        r, n, _ = recall_ndcg_at_k(model.score_users(u), relevant[u], exclude[u], k)
+        r, n, _ = recall_ndcg_at_k(model.score_users(u, clip=False), relevant[u], exclude[u], k)
         recalls.append(r)
         ndcgs.append(n)
     if not recalls:

@@ -56,9 +56,9 @@ def top_n(model, data: RatingsData, user: int, k: int = 10) -> list[dict]:
     from .evaluate import topk_indices
 
     user = _check_user(data, user)
-    scores = model.score_users(np.array([user]))
+    scores = model.score_users(np.array([user]), clip=False)  # ranked unclipped, shown clipped
     top = topk_indices(scores, k, data.train.mask_csr()[user])[0]
-    shown = _display_scores(model, scores[0, top])
+    shown = _display_scores(model, model.clip_scores(scores[0, top]))
     return [_item_row(data, int(i), **{score_label(model): float(s)}) for i, s in zip(top, shown)]
 
 
@@ -94,8 +94,8 @@ def new_user(model, data: RatingsData, ratings: dict[int, float], k: int = 10) -
     if items.min() < 0 or items.max() >= data.n_items:
         raise ValueError(f"item indices must lie in 0..{data.n_items - 1}")
     given = np.array([float(ratings[i]) for i in items])
-    s = np.asarray(model.fold_in(items, given), dtype=np.float64)
-    shown = _display_scores(model, s)
+    s = np.asarray(model.fold_in(items, given, clip=False), dtype=np.float64)  # ranked unclipped
+    shown = _display_scores(model, model.clip_scores(s))
     label = score_label(model)
     exclude = np.zeros((1, data.n_items))
     exclude[0, items] = 1

@@ -382,7 +382,7 @@ class _AutoRec(_NetWeights, Recommender):
         from .baselines import BiasedBaseline
 
         offset = self.baseline_ if c.residual else None  # residual: mu + b_u + b_i fitted on all of train
-        nets, chosen = [], []
+        nets, chosen, kept_offsets = [], [], []
         for k in range(c.ensemble):
             seed, tag = c.seed + k, (f" {k + 1}/{c.ensemble}" if c.ensemble > 1 else "")
             log = self.history_ if k == 0 else []
@@ -390,16 +390,27 @@ class _AutoRec(_NetWeights, Recommender):
                 self.member_histories_.append(log)
             if c.valid_fraction > 0:
                 fit_part, valid = random_split(train, c.valid_fraction, seed)
-                # residual: the baseline of the fit part alone, so the validation ratings stay unseen
-                fit_offset = BiasedBaseline().fit_biases(fit_part) if c.residual else None
+                # the baseline of the fit part alone, so the validation ratings stay unseen: the
+                # residual's offset, and the prediction for a pair whose user or item it lacks
+                self._valid_base = BiasedBaseline().fit_biases(fit_part)
+                fit_offset = self._valid_base if c.residual else None
                 net = self._train(fit_part, valid, c.epochs, progress, "select" + tag, seed, log, fit_offset)
                 chosen.append((self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_))
                 if c.refit:  # the chosen number of epochs again, from scratch, on every training rating
                     net = self._train(train, None, self.best_epoch_, progress, "refit" + tag, seed, log, offset)
+                else:  # the selection network is kept, with the offset it learned the residuals of
+                    kept_offsets.append(fit_offset)
             else:
                 net = self._train(train, None, c.epochs, progress, "train" + tag, seed, log, offset)
                 chosen.append((c.epochs, math.nan, math.nan))
             nets.append(net)
+        if c.residual and kept_offsets:
+            # the ensemble's prediction is the mean of (network k + offset k) = the mean network + the
+            # mean offset, and a mean of biased baselines is the baseline of the mean mu, b_u and b_i
+            offset = BiasedBaseline()
+            offset.mu_ = float(np.mean([b.mu_ for b in kept_offsets]))
+            offset.bu_ = np.mean([b.bu_ for b in kept_offsets], axis=0)
+            offset.bi_ = np.mean([b.bi_ for b in kept_offsets], axis=0)
         self.best_epochs_ = [e for e, _, _ in chosen]  # per network
         self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_ = chosen[0]  # network 1's
         # the time to train the final model(s) to the chosen epoch: selection up to its best epoch
@@ -554,7 +565,7 @@ class _AutoRec(_NetWeights, Recommender):
     def _valid_rmse(self, valid: Ratings) -> float:
         pred = self._predict_raw(valid.user, valid.item)
         known = self._known_u[valid.user] & self._known_i[valid.item]
-        pred = np.where(known, pred, self.baseline_.baseline_pairs(valid.user, valid.item))
+        pred = np.where(known, pred, self._valid_base.baseline_pairs(valid.user, valid.item))
         pred = np.clip(pred, *self.rating_range_)
         return float(np.sqrt(np.mean(np.square(pred - valid.rating))))
 
@@ -573,7 +584,7 @@ class _AutoRec(_NetWeights, Recommender):
         offset = getattr(self, "_offset", None)
         return s if offset is None else s + offset.baseline_rows(users)
 
-    def fold_in(self, items, ratings) -> np.ndarray:
+    def _fold_in_raw(self, items, ratings) -> np.ndarray:
         """Predicted ratings (M,) for a new user who rated ``items`` with ``ratings``.
 
         U-AutoRec: the new user's rating vector goes through the network (encode, decode).
@@ -604,8 +615,7 @@ class _AutoRec(_NetWeights, Recommender):
             y = r - offset[items] if self.config.residual else r  # the residual AutoRec's targets
             w = np.linalg.solve(xb.T @ xb + np.diag(pen), xb.T @ y)
             s = self.codes_ @ w[:-1] + w[-1] + offset
-        s = np.where(self.known_items_, s, self.baseline_.mu_ + self.baseline_.bi_)
-        return np.clip(s, *self.rating_range_).astype(np.float32)
+        return np.where(self.known_items_, s, self.baseline_.mu_ + self.baseline_.bi_)
 
     @property
     def fold_in_how(self) -> str:
@@ -795,7 +805,7 @@ class CDAE(_NetWeights, Recommender):
     fold_in_how = ("CDAE: the movies you rated become 1s in the input, which goes through the network with no "
                    "user node (a new user has none); the output is the probability that you would pick each movie.")
 
-    def fold_in(self, items, ratings) -> np.ndarray:
+    def _fold_in_raw(self, items, ratings) -> np.ndarray:
         """Logits (M,) for a new user: their rated items as 1s, no user node (V_new = 0)."""
         y = np.zeros(self.n_items_)
         y[np.asarray(items, np.int64)] = 1.0
@@ -985,15 +995,13 @@ class MDACF(Recommender):
                    "least-squares step as in training, with the item factors V fixed (no mDA term: a new user "
                    "has no profile here).")
 
-    def fold_in(self, items, ratings) -> np.ndarray:
+    def _fold_in_raw(self, items, ratings) -> np.ndarray:
         """A new user's factors by the same per-row solve as training, without the mDA term
         (a new user has no side information here): ridge on V for the residuals."""
-        items = np.asarray(items, np.int64)
         b = self.baseline_
         bu = float(np.sum(np.asarray(ratings) - b.mu_ - b.bi_[items]) / (b.config.reg_user + len(items)))
         res = np.asarray(ratings, np.float64) - b.mu_ - bu - b.bi_[items]
         vv = self.v_[items]
         c = self.config
         u = np.linalg.solve(c.alpha * vv.T @ vv + c.beta * np.eye(vv.shape[1]), c.alpha * vv.T @ res)
-        s = b.mu_ + bu + b.bi_ + self.v_ @ u
-        return np.clip(s, *self.rating_range_).astype(np.float32)
+        return b.mu_ + bu + b.bi_ + self.v_ @ u
