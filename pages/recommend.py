@@ -29,8 +29,8 @@ MODEL_LABELS = {
     "cdae": "CDAE (implicit feedback, top-N)",
     "mdacf": "mDA-CF (marginalized DAE + matrix factorization)",
 }
-BASELINE_LABELS = {"global-mean": "global mean", "biased-baseline": "biased baseline", "biased-mf": "biased MF",
-                   "surprise-svd": "Surprise SVD"}
+BASELINE_LABELS = {"global-mean": "global mean", "popularity": "popularity (most-rated movies)",
+                   "biased-baseline": "biased baseline", "biased-mf": "biased MF", "surprise-svd": "Surprise SVD"}
 # the widgets each model shows: (label, config field, default, min, max, step, help)
 PARAMS = {
     "autorec-item": [("hidden units K", "hidden", 500, 2, 2000, 10, "one sigmoid hidden layer"),
@@ -158,7 +158,7 @@ def _settings(splits: bool = True) -> tuple[str, str, dict, bool]:
                              help="u1..u5: the official 80/20 folds; ua, ub: 10 ratings per user held out; "
                                   "random: a seeded 90/10 split")
     with_baselines = c3.checkbox("also fit the baselines", value=True, key="rec_baselines",
-                                 help="global mean, biased baseline, biased MF, and Surprise SVD if installed")
+                                 help="global mean, popularity, biased baseline, biased MF, and Surprise SVD if installed")
     params = {}
     cols = st.columns(len(PARAMS[model_name]))
     for col, (label, field, default, lo, hi, step, help_) in zip(cols, PARAMS[model_name]):
@@ -281,7 +281,8 @@ def _scores_tab(split: str) -> None:
                  hide_index=True)
     st.plotly_chart(figs.metrics_figure(rows, TOP_K), width="stretch", key="rec_scores")
     st.caption(f"Held-out ratings of split {split}. Recall@{TOP_K} / NDCG@{TOP_K}: held-out ratings ≥ 4 are "
-               "relevant, movies rated in training are never recommended. CDAE predicts no ratings (n/a).")
+               "relevant, movies rated in training are never recommended. CDAE and popularity predict no ratings, "
+               "and the global mean ranks nothing (the same score for every movie): n/a.")
 
 
 st.title("Recommend")

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit.testing.v1", reason="the page tests need Streamlit's AppTest (pip install -e '.[test]')")
@@ -103,5 +104,10 @@ def test_train_with_baselines_fills_the_scores_table():
     tables = [f.value for f in at.dataframe if "NDCG@10" in f.value.columns]
     assert tables
     models = list(tables[0]["model"])
-    assert models[0] == "mDA-CF" and {"global mean", "biased baseline", "biased MF"} <= set(models)
-    assert tables[0]["RMSE"].iloc[0] < tables[0]["RMSE"][tables[0]["model"] == "global mean"].iloc[0]
+    assert models[0] == "mDA-CF" and {"global mean", "popularity (most-rated movies)", "biased baseline",
+                                      "biased MF"} <= set(models)
+    t = tables[0].set_index("model")
+    assert t["RMSE"].iloc[0] < t.loc["global mean", "RMSE"]
+    # the global mean ranks nothing and popularity predicts no ratings: n/a, not numbers of no meaning
+    assert np.isnan(t.loc["global mean", "Recall@10"]) and np.isnan(t.loc["popularity (most-rated movies)", "RMSE"])
+    assert t.loc["popularity (most-rated movies)", "Recall@10"] > 0

@@ -370,7 +370,7 @@ def test_cdae_and_mdacf_on_synthetic_data():
     cdae = make("cdae", hidden=16, epochs=15, lr=1e-2, patience=5, threads=1).fit(data.train, data)
     m = evaluate.evaluate(cdae, data)
     assert math.isnan(m["rmse"])  # a ranking model: no ratings
-    pop = make("global-mean").fit(data.train, data)
+    pop = make("popularity").fit(data.train, data)
     assert m["recall@10"] > evaluate.evaluate(pop, data)["recall@10"]
     mdacf = make("mdacf", factors=5, iterations=8).fit(data.train, data)
     got = evaluate.rating_metrics(mdacf, data.test)["rmse"]
@@ -800,8 +800,9 @@ def test_cli_recommend_json_contract_with_baselines(capsys, tmp_path):
     assert final["model"] == "autorec-item" and final["split"] == "random"
     assert final["skipped"] == {"bad_rating": 1, "wrong_field_count": 1}
     assert "warning" in err and "skipped 2 bad row(s)" in err and "ratings.csv" in err
-    for name in ("global-mean", "biased-baseline", "biased-mf"):
+    for name in ("global-mean", "popularity", "biased-baseline", "biased-mf"):
         assert keys - {"model", "split"} <= set(final["baselines"][name])
+    assert final["baselines"]["popularity"]["recall@10"] > 0 and final["baselines"]["popularity"]["rmse"] is None
     assert lines[0]["event"] == "epoch"
     assert final["config"]["residual"] is True  # I-AutoRec's default
 
@@ -865,3 +866,20 @@ def test_rankings_use_unclipped_predictions_and_show_them_clipped():
     # Recall@1 of a user whose one relevant held-out item is `hi`: found only when ranked unclipped
     test = Ratings(np.array([user]), np.array([hi]), np.array([5.0], np.float32), 40, 30)
     assert topn_metrics(m, data.train, test, k=1)["recall@1"] == 1.0
+
+
+def test_popularity_offers_the_most_rated_items_and_the_global_mean_ranks_nothing():
+    from aecore.recsys.evaluate import topn_metrics
+
+    # item 2 rated by 3 users, item 0 by 2, item 1 by 1; user 0 rated item 2 already
+    train = Ratings(np.array([0, 1, 2, 1, 2, 3]), np.array([2, 2, 2, 0, 0, 1]),
+                    np.array([4, 5, 3, 4, 2, 5], np.float32), 4, 4)
+    pop = make("popularity").fit(train)
+    np.testing.assert_array_equal(pop.score_users(np.array([0, 3])), [[2, 1, 3, 0], [2, 1, 3, 0]])
+    assert math.isnan(evaluate.rating_metrics(pop, train)["rmse"])  # it predicts no ratings
+    test = Ratings(np.array([0, 3]), np.array([0, 2]), np.array([5, 4], np.float32), 4, 4)
+    # user 0's best unrated item is 0 (2 ratings), user 3's is 2 (3 ratings): both found at k = 1
+    assert topn_metrics(pop, train, test, k=1)["recall@1"] == 1.0
+    assert np.argmax(pop.fold_in([1], [5.0])) == 2
+    flat = topn_metrics(make("global-mean").fit(train), train, test, k=1)
+    assert math.isnan(flat["recall@1"]) and math.isnan(flat["ndcg@1"]) and flat["n_users_topn"] == 2

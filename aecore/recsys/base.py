@@ -89,6 +89,7 @@ class Recommender:
 
     name: ClassVar[str] = "?"
     predicts_ratings: ClassVar[bool] = True
+    ranks_items: ClassVar[bool] = True  # False: every item scores the same, so top-N metrics mean nothing
     summary: ClassVar[str] = ""
     Config: ClassVar[type]
 

@@ -1,6 +1,9 @@
 """Yardsticks measured on the same split as the autoencoders.
 
-* ``global-mean``: every prediction is the mean training rating mu.
+* ``global-mean``: every prediction is the mean training rating mu (it ranks nothing: its
+  Recall@k and NDCG@k are n/a, as ties would fall to the lowest item ids).
+* ``popularity``: the top-N yardstick ("TopPop" in Cremonesi, Koren & Turrin 2010): every user
+  is offered the items rated most often in training, minus their own; no ratings predicted.
 * ``biased-baseline``: mu + b_u + b_i with regularized biases fitted by alternating least
   squares (Koren 2010, "Factor in the neighbors", sec. 2.1; Surprise's ``BaselineOnly`` with
   ALS): b_i = sum_u (r_ui - mu - b_u) / (reg_i + n_i), b_u = sum_i (r_ui - mu - b_i) / (reg_u + n_u).
@@ -19,12 +22,13 @@ import numpy as np
 from .base import ConfigBase, Recommender, check_number, register
 from .data import Ratings
 
-__all__ = ["GlobalMean", "BiasedBaseline", "BiasedMF", "SurpriseSVD", "surprise_available"]
+__all__ = ["GlobalMean", "Popularity", "BiasedBaseline", "BiasedMF", "SurpriseSVD", "surprise_available"]
 
 
 @register("global-mean", baseline=True)
 class GlobalMean(Recommender):
     summary = "the mean training rating for every pair"
+    ranks_items = False
 
     @dataclass(frozen=True)
     class Config(ConfigBase):
@@ -38,6 +42,27 @@ class GlobalMean(Recommender):
 
     def score_users(self, users, clip: bool = True):
         return np.full((len(np.asarray(users)), self.n_items_), np.clip(self.mu_, *self.rating_range_), np.float32)
+
+
+@register("popularity", baseline=True)
+class Popularity(Recommender):
+    summary = "the items rated most often in training, the same list for everyone (top-N only)"
+    predicts_ratings = False
+
+    @dataclass(frozen=True)
+    class Config(ConfigBase):
+        pass
+
+    def _fit(self, train, data, progress):
+        self.counts_ = np.bincount(train.item, minlength=train.n_items).astype(np.float32)  # (M,)
+
+    def _score_raw(self, users):
+        return np.tile(self.counts_, (len(np.asarray(users)), 1))
+
+    fold_in_how = "popularity: the movies rated most often in training, whatever you rated (no personalisation)."
+
+    def _fold_in_raw(self, items, ratings):
+        return self.counts_.copy()
 
 
 @register("biased-baseline", baseline=True)

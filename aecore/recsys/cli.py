@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--test-csv", metavar="FILE", help="with --ratings-csv: held-out ratings in a second file")
     r.add_argument("--test-fraction", type=float, default=0.1, help="held out by the random split (default 0.1)")
     r.add_argument("--baselines", action="store_true",
-                   help="also fit global mean, biased baseline, biased MF (and Surprise SVD if installed)")
+                   help="also fit global mean, popularity, biased baseline, biased MF (and Surprise SVD if installed)")
     r.add_argument("--k", type=int, default=10, help="list length for Recall@k / NDCG@k (default 10)")
     r.add_argument("--threshold", type=float, default=4.0, help="held-out ratings >= this are relevant (default 4)")
     g = r.add_argument_group("model parameters (defaults: the model's own)")

@@ -96,12 +96,15 @@ def rating_metrics(model, test) -> dict:
 
 
 def topn_metrics(model, train, test, k: int = 10, threshold: float = 4.0, batch: int | None = None) -> dict:
-    """Mean Recall@k and NDCG@k over users with a held-out rating >= threshold.
+    """Mean Recall@k and NDCG@k over users with a held-out rating >= threshold (NaN for a model
+    that gives every item the same score, such as the global mean).
 
     Users are scored ``batch`` at a time (default: about 2^21 scores per batch)."""
     batch = batch or max(1, (1 << 21) // max(train.n_items, 1))
     relevant = test.subset(test.rating >= threshold).csr()
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if not getattr(model, "ranks_items", True):  # one score for every item: its "top k" is the k lowest indices
+        return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan, "n_users_topn": int(len(users))}
     exclude = train.mask_csr()
     recalls, ndcgs = [], []
     for s in range(0, len(users), batch):
