@@ -217,8 +217,11 @@ def _user_tab(model, data, metrics) -> None:
         st.dataframe(known, hide_index=True, height=360, column_order=("title", "genres", "rating"))
     with c2:
         st.subheader(f"Predicted top-{TOP_K}")
+        label = explore.score_label(model)  # narrow genres, so that the score column is in view
         st.dataframe(explore.top_n(model, data, u, TOP_K), hide_index=True, height=360,
-                     column_order=("title", "genres", explore.score_label(model)))
+                     column_order=("title", "genres", label),
+                     column_config={"genres": st.column_config.TextColumn(width="small"),
+                                    label: st.column_config.NumberColumn(format="%.2f")})
     st.subheader(f"Held-out ratings of user {user_id} ({held['n']})")
     if not held["n"]:
         st.caption("This user has no held-out ratings in this split.")
@@ -276,9 +279,12 @@ def _scores_tab(split: str) -> None:
     if not rows:
         st.info("Nothing evaluated on this split yet.")
         return
-    st.dataframe([{"model": r["model"], "settings": r["settings"], "RMSE": r["rmse"], "MAE": r["mae"],
-                   f"Recall@{TOP_K}": r[f"recall@{TOP_K}"], f"NDCG@{TOP_K}": r[f"ndcg@{TOP_K}"]} for r in rows],
-                 hide_index=True)
+    import pandas as pd
+
+    table = pd.DataFrame([{"model": r["model"], "settings": r["settings"], "RMSE": r["rmse"], "MAE": r["mae"],
+                           f"Recall@{TOP_K}": r[f"recall@{TOP_K}"], f"NDCG@{TOP_K}": r[f"ndcg@{TOP_K}"]} for r in rows])
+    metrics = ["RMSE", "MAE", f"Recall@{TOP_K}", f"NDCG@{TOP_K}"]
+    st.dataframe(table.style.format("{:.4f}", subset=metrics), hide_index=True, placeholder="n/a")
     st.plotly_chart(figs.metrics_figure(rows, TOP_K), width="stretch", key="rec_scores")
     st.caption(f"Held-out ratings of split {split}. Recall@{TOP_K} / NDCG@{TOP_K}: held-out ratings ≥ 4 are "
                "relevant, movies rated in training are never recommended. CDAE and popularity predict no ratings, "
