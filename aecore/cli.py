@@ -236,7 +236,7 @@ def _train(args, session=None) -> int:
     try:
         with signals:
             _report(args, trainer, mc, tc, data_info, store, run_id, session, main_rank)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handlers were in place
+    except KeyboardInterrupt:  # a second Ctrl-C (a run already saved keeps its status: RunStore.fail)
         if store:
             store.fail(run_id, "interrupted (Ctrl-C) before the run was saved", status="interrupted")
         raise

@@ -148,8 +148,10 @@ class RunStore:
         return path
 
     def fail(self, run_id: str, reason: str, status: str = "failed") -> None:
+        """Record why a run ended without its result; a run already saved (finished or stopped)
+        keeps its status: its files are there, whatever happened after they were written."""
         with self._lock, self._db() as db:
-            db.execute("UPDATE runs SET status = ?, finished = ?, reason = ? WHERE id = ?",
+            db.execute("UPDATE runs SET status = ?, finished = ?, reason = ? WHERE id = ? AND status = 'running'",
                        (status, time.time(), reason, run_id))
 
     def list(self, status: str | None = None, session: str | None = ALL) -> list[dict]:

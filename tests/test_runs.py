@@ -92,6 +92,17 @@ def test_fail_records_the_reason(tmp_path):
     assert not (store.root / run_id).exists()
 
 
+def test_a_saved_run_keeps_its_status_when_a_failure_comes_after_it(tmp_path, model):
+    # e.g. a second Ctrl-C while `aecore train` prints the metrics of the run it has just saved
+    store = RunStore(tmp_path)
+    run_id = store.start(MC, TC)
+    store.finish(run_id, MC, TC, model, {"test_mse": 0.5}, status="stopped")
+    store.fail(run_id, "interrupted (Ctrl-C) before the run was saved", status="interrupted")
+    [row] = store.list()
+    assert (row["status"], row["reason"], row["metrics"]) == ("stopped", None, {"test_mse": 0.5})
+    assert store.load(run_id).metrics == {"test_mse": 0.5}
+
+
 def test_running_row_of_a_dead_process_is_marked_interrupted(tmp_path):
     # a real process starts a run and exits without finishing it (as a killed server would)
     code = ("import sys; from aecore.runs import RunStore; from aecore.config import ModelConfig, TrainConfig; "

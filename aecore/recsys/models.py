@@ -392,9 +392,10 @@ class _AutoRec(_NetWeights, Recommender):
                 fit_part, valid = random_split(train, c.valid_fraction, seed)
                 # the baseline of the fit part alone, so the validation ratings stay unseen: the
                 # residual's offset, and the prediction for a pair whose user or item it lacks
-                self._valid_base = BiasedBaseline().fit_biases(fit_part)
-                fit_offset = self._valid_base if c.residual else None
-                net = self._train(fit_part, valid, c.epochs, progress, "select" + tag, seed, log, fit_offset)
+                valid_base = BiasedBaseline().fit_biases(fit_part)
+                fit_offset = valid_base if c.residual else None
+                net = self._train(fit_part, valid, c.epochs, progress, "select" + tag, seed, log, fit_offset,
+                                  valid_base)
                 chosen.append((self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_))
                 if c.refit:  # the chosen number of epochs again, from scratch, on every training rating
                     net = self._train(train, None, self.best_epoch_, progress, "refit" + tag, seed, log, offset)
@@ -453,12 +454,14 @@ class _AutoRec(_NetWeights, Recommender):
         self._known_i = ratings.item_counts() > 0
 
     def _train(self, ratings: Ratings, valid: Ratings | None, epochs: int, progress, phase: str, seed: int,
-               log: list, offset=None) -> object:
+               log: list, offset=None, valid_base=None) -> object:
         """Train a fresh network on ``ratings`` for up to ``epochs``; with ``valid``, stop after
         ``patience`` epochs without a better validation RMSE and keep the best epoch's weights
         (``best_epoch_`` etc. say which). Epoch rows go to ``log``. Returns the network.
         ``offset`` (a fitted BiasedBaseline; the residual AutoRec): the input stays the ratings, the
-        loss compares the output with r - offset, and validation predictions add the offset back."""
+        loss compares the output with r - offset, and validation predictions add the offset back.
+        ``valid_base`` (with ``valid``): the biased baseline of ``ratings``, for validation pairs
+        whose user or item ``ratings`` lacks."""
         import time
 
         torch = _torch()
@@ -535,7 +538,7 @@ class _AutoRec(_NetWeights, Recommender):
             stop = False
             if valid is not None:
                 self._snapshot(x_csr, ratings, sparse_codes())
-                row["valid_rmse"] = v_rmse = self._valid_rmse(valid)
+                row["valid_rmse"] = v_rmse = self._valid_rmse(valid, valid_base)
                 if v_rmse < best[0] - 1e-5:
                     best = (v_rmse, epoch, copy.deepcopy(net.state_dict()), time.perf_counter() - t0)
                     best_cpu = time.process_time() - cpu0
@@ -562,10 +565,12 @@ class _AutoRec(_NetWeights, Recommender):
         self._known_u = ratings.user_counts() > 0
         self._known_i = ratings.item_counts() > 0
 
-    def _valid_rmse(self, valid: Ratings) -> float:
+    def _valid_rmse(self, valid: Ratings, base) -> float:
+        """RMSE on ``valid``; a pair whose user or item the training part lacks gets ``base``
+        (a biased baseline fitted on that part alone)."""
         pred = self._predict_raw(valid.user, valid.item)
         known = self._known_u[valid.user] & self._known_i[valid.item]
-        pred = np.where(known, pred, self._valid_base.baseline_pairs(valid.user, valid.item))
+        pred = np.where(known, pred, base.baseline_pairs(valid.user, valid.item))
         pred = np.clip(pred, *self.rating_range_)
         return float(np.sqrt(np.mean(np.square(pred - valid.rating))))
 
