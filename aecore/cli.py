@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["main", "StopOnSignal"]
@@ -40,9 +43,6 @@ class StopOnSignal:
         self._old: dict = {}
 
     def __call__(self, signum, frame) -> None:
-        import os
-        import signal
-
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
@@ -56,9 +56,6 @@ class StopOnSignal:
         return 128 + self.signum if self.signum is not None else 0
 
     def __enter__(self):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 sig = getattr(signal, name)
@@ -66,8 +63,6 @@ class StopOnSignal:
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
@@ -322,7 +317,6 @@ _EXIT = {"without_finalizing": False}
 def _exit_without_finalizing(code: int) -> None:
     """Flush what Python would flush at exit, then end the process at once (no C++ static destructors)."""
     import logging
-    import os
 
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -600,7 +600,6 @@ class _AutoRec(_NetWeights, Recommender):
         Residual model: the user's b_u = sum(r - mu - b_i) / (reg_user + n) (the baseline's own
         fold-in); U-AutoRec adds mu + b_u + b_i to the output, I-AutoRec's ridge fits r - that.
         """
-        items = np.asarray(items, np.int64)
         r = np.asarray(ratings, np.float64)
         offset = 0.0
         if self.config.residual:  # the new user's b_u as the biased baseline fits it (its fold-in)
@@ -813,7 +812,7 @@ class CDAE(_NetWeights, Recommender):
     def _fold_in_raw(self, items, ratings) -> np.ndarray:
         """Logits (M,) for a new user: their rated items as 1s, no user node (V_new = 0)."""
         y = np.zeros(self.n_items_)
-        y[np.asarray(items, np.int64)] = 1.0
+        y[items] = 1.0  # (fold_in passes int64 indices)
         z = _sigmoid(self.enc_w_ @ y + self.enc_b_)
         return (self.dec_w_ @ z + self.dec_b_).astype(np.float32)
 
