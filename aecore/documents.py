@@ -445,6 +445,7 @@ def _make_document_ae():
     from torch import nn
     import torch.nn.functional as F
 
+    from .kernels import linear
     from .models.autoencoder import glorot_
 
     class _DocumentAE(nn.Module):
@@ -474,14 +475,14 @@ def _make_document_ae():
         def encode(self, x):  # (B, D) -> (B, K), linear code layer
             h = x
             for i, lin in enumerate(self.enc):
-                h = lin(h)
+                h = linear(h, lin.weight, lin.bias)
                 if i < len(self.enc) - 1:
                     h = self.act(h)
             return h
 
         def decode_logits(self, h):  # (B, K) -> (B, D)
             for j, lin in enumerate(self.dec):
-                h = lin(h)
+                h = linear(h, lin.weight, lin.bias)
                 if j < len(self.dec) - 1:
                     h = self.act(h)
             return h

@@ -253,6 +253,7 @@ def _make_classifier_cls():
     import torch
     from torch import nn
 
+    from .kernels import linear
     from .models.autoencoder import ACT, glorot_
 
     class _MLPClassifier(nn.Module):
@@ -277,8 +278,8 @@ def _make_classifier_cls():
 
         def forward(self, x):  # (B, D) -> (B, C)
             for lin in self.layers:
-                x = self.act(lin(x))
-            return self.head(x)
+                x = self.act(linear(x, lin.weight, lin.bias))
+            return linear(x, self.head.weight, self.head.bias)
 
         @property
         def W(self):

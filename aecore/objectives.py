@@ -41,8 +41,39 @@ def cross_entropy(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | No
     """Bernoulli cross-entropy -sum_d [x_d log x̂_d + (1-x_d) log(1-x̂_d)] with x̂ = sigmoid(logits),
     computed from the logits for numerical stability; x must lie in [0, 1]."""
     logits = _f32(logits)  # bfloat16 logits (mixed precision) lose ~3 digits in the log terms
+    if mask is None and logits.shape == x.shape and logits.ndim == 2 and x.dtype == logits.dtype:
+        return _BernoulliNLL.apply(logits, x)
     x = _observed(x, torch.sigmoid(logits), mask)
     return _masked_sum(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
+
+
+class _BernoulliNLL(torch.autograd.Function):
+    """sum_{b,d} [softplus(l) - x l] / B, the same value as binary_cross_entropy_with_logits summed
+    over d and averaged over b (-x log σ(l) - (1-x) log(1-σ(l)) = softplus(l) - x l), in three
+    passes over (B, D) instead of about eight, and gradient (σ(l) - x) / B in three more."""
+
+    @staticmethod
+    def forward(logits, x):
+        n = logits.shape[0]
+        flat_l, flat_x = logits.reshape(-1), x.reshape(-1)
+        # softplus(l) returns l above its threshold, dropping log1p(e^-l) < e^-t: below float32's
+        # resolution at t = 20, below float64's at t = 40
+        t = 20.0 if logits.dtype != torch.float64 else 40.0
+        return (F.softplus(logits, threshold=t).sum() - torch.dot(flat_x, flat_l)) / n
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, x = ctx.saved_tensors
+        gl = gx = None
+        if ctx.needs_input_grad[0]:
+            gl = torch.sigmoid(logits).sub_(x).mul_(g / logits.shape[0])
+        if ctx.needs_input_grad[1]:  # d/dx = -l / B (a target that is itself trained)
+            gx = logits * (-g / logits.shape[0])
+        return gl, gx
 
 
 def gaussian_nll(recon: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -446,7 +446,7 @@ class Trainer:
                 if tc.lr_schedule == "cosine":
                     for group in opt.param_groups:
                         group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-                xb = x[perm[i:i + B]]
+                xb = x.index_select(0, perm[i:i + B])  # 3-4x faster than x[idx] on the CPU
                 if tc.augment_shift:
                     xb = random_shift(xb, data.shape, tc.augment_shift, gen)
                 with amp:

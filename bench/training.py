@@ -3,26 +3,30 @@
     python -m bench.training [--steps 150] [--repeats 3] [--device cpu|cuda] [--precisions float32,bfloat16] [--quick]
 
 Peer: the loop the canonical examples write (a DataLoader over a TensorDataset with
-shuffle=True, ``loss.item()`` every step), the same model, optimizer, batch and number of
-steps, run alternately with aecore's Trainer in one process. Limit: this machine's float32
-matmul rate for the layer shapes involved, against the trainer's effective rate
-6 x parameters x samples/s (forward 2, backward 4 FLOPs per weight and example).
+shuffle=True, ``loss.item()`` every step, PyTorch's default kernels), the same model,
+optimizer, batch and number of steps, run alternately with aecore's Trainer in one process.
+Limit: this machine's fastest matmul rate in the same precision for the layer shapes involved
+(float32: the larger of PyTorch's default kernel, MKL here, and oneDNN), against the trainer's
+effective rate 6 x parameters x samples/s (forward 2, backward 4 FLOPs per weight and example).
 
-Precision: float32 rows compare like with like. bfloat16 rows run aecore's mixed precision
-(``TrainConfig(precision="bfloat16")``: matrix products in bfloat16) against the same float32
-canonical loop, and also time that loop with ``torch.autocast(bfloat16)`` added, so the table
-shows how much of the gain is the arithmetic and how much the loop; the matmul limit of those
-rows is the bfloat16 rate.
+Both of aecore's gains are split out. float32 rows compare like with like, and also time the
+canonical loop with aecore's oneDNN matrix products (``aecore.kernels``); bfloat16 rows run
+aecore's mixed precision (``TrainConfig(precision="bfloat16")``) against the same float32
+canonical loop, and also time that loop with ``torch.autocast(bfloat16)`` added. In both, that
+third column is the canonical loop with aecore's arithmetic, so the table shows how much of the
+gain is the arithmetic and how much the loop.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 import numpy as np
 import torch
 
+from aecore import kernels
 from aecore.config import ModelConfig, TrainConfig
 from aecore.models import build_model
 from aecore.training import Trainer, Finished
@@ -53,11 +57,10 @@ def aecore_rate(mc, data, batch, steps, device, precision="float32") -> float:
     raise RuntimeError("trainer failed")
 
 
-def reference_rate(mc, data, batch, steps, device, autocast=False) -> float:
-    """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step
-    (``autocast``: its forward pass under ``torch.autocast(bfloat16)``)."""
-    import contextlib
-
+def reference_rate(mc, data, batch, steps, device, autocast=False, linear="aten") -> float:
+    """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step, with
+    PyTorch's default kernels (``linear="auto"``: aecore's oneDNN matrix products instead;
+    ``autocast``: its forward pass under ``torch.autocast(bfloat16)``)."""
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
@@ -66,6 +69,11 @@ def reference_rate(mc, data, batch, steps, device, autocast=False) -> float:
     x = torch.tensor(data.x_train[: batch * steps])
     loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True)
     weights = model.loss_weights()
+    with kernels.use(linear):
+        return _canonical_loop(model, opt, loader, weights, device, autocast)
+
+
+def _canonical_loop(model, opt, loader, weights, device, autocast) -> float:
     t0 = time.perf_counter()
     n = 0
     for (xb,) in loader:
@@ -99,22 +107,27 @@ def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup:
     return ours, ref, other
 
 
-def matmul_rate(shapes, batch, device, reps=30, dtype=torch.float32) -> float:
-    """GFLOP/s of the forward and backward matmuls of these layers at this batch."""
+def _aten_mm_t(a, b):
+    return a @ b.T
+
+
+def matmul_rate(shapes, batch, device, reps=30, dtype=torch.float32, mm_t=_aten_mm_t) -> float:
+    """GFLOP/s of the forward and backward matmuls of these layers at this batch;
+    ``mm_t(a, b)`` computes a bᵀ (PyTorch's ``@`` by default, ``kernels.mm_t`` for oneDNN)."""
     flops, secs = 0.0, 0.0
     for out_f, in_f in shapes:
         a = torch.randn(batch, in_f, device=device, dtype=dtype)
         w = torch.randn(out_f, in_f, device=device, dtype=dtype)
         g = torch.randn(batch, out_f, device=device, dtype=dtype)
         for _ in range(3):
-            a @ w.T
+            mm_t(a, w)
         if device != "cpu":
             torch.cuda.synchronize()
         t = time.perf_counter()
         for _ in range(reps):
-            a @ w.T  # forward
-            g @ w  # grad wrt input
-            g.T @ a  # grad wrt weight
+            mm_t(a, w)  # forward
+            mm_t(g, w.T)  # grad wrt input
+            mm_t(g.T, a.T)  # grad wrt weight
         if device != "cpu":
             torch.cuda.synchronize()
         secs += time.perf_counter() - t
@@ -140,8 +153,8 @@ def main(argv=None) -> int:
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'}; {args.steps} steps per "
              f"measurement, {args.repeats} alternating repeats (min / median / max).", "",
              "| model | batch | aecore precision | aecore samples/s | reference samples/s (float32) | aecore / reference "
-             "| reference + bf16 autocast samples/s | matmul GFLOP/s (same precision) | "
-             "trainer GFLOP/s (6 x params x samples/s) | % of matmul |",
+             "| reference with aecore's arithmetic samples/s | matmul GFLOP/s (same precision; float32: "
+             "default kernel / oneDNN) | trainer GFLOP/s (6 x params x samples/s) | % of fastest matmul |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, mc in MODELS.items():
         model = build_model(mc, 784)
@@ -149,18 +162,28 @@ def main(argv=None) -> int:
         for batch in map(int, args.batches.split(",")):
             for precision in args.precisions.split(","):
                 bf16 = precision == "bfloat16"
-                also = (lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=True)) if bf16 else None
+                also = (lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=bf16,
+                                               linear="aten" if bf16 else "auto"))
+                if not bf16 and not kernels.available(args.device):
+                    also = None
                 ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
                                          precision=precision)
                 ratio = [a / b for a, b in zip(ours, ref)]
-                peak = matmul_rate(shapes, batch, args.device, dtype=torch.bfloat16 if bf16 else torch.float32)
+                dtype = torch.bfloat16 if bf16 else torch.float32
+                rates = [matmul_rate(shapes, batch, args.device, dtype=dtype)]
+                if not bf16 and kernels.available(args.device):
+                    rates.append(matmul_rate(shapes, batch, args.device, dtype=dtype, mm_t=kernels.mm_t))
+                peak = max(rates)
                 eff = [6 * params * s / 1e9 for s in ours]
                 lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
-                             f"{mmm(amp) if amp else '—'} | {peak:.1f} | {mmm(eff)} | "
+                             f"{mmm(amp) if amp else '—'} | {' / '.join(f'{r:.1f}' for r in rates)} | {mmm(eff)} | "
                              f"{100 * float(np.median(eff)) / peak:.0f} % |")
                 print(lines[-1], flush=True)
-    lines += ["", "bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
-              "losses in float32) against the float32 canonical loop; the autocast column is that loop with "
+    lines += ["", "float32 rows: aecore's matrix products run on oneDNN (`aecore.kernels`; `AECORE_LINEAR=aten` "
+              "turns it off), the canonical loop's on PyTorch's default kernel; the column \"with aecore's "
+              "arithmetic\" is the canonical loop on oneDNN too, so aecore / that column is what the loop alone "
+              "gains. bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
+              "losses in float32) against the float32 canonical loop; the third column is that loop with "
               "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "
               "trained both ways)."]
     text = "\n".join(lines)

@@ -256,6 +256,30 @@ def test_cross_entropy_equals_bce_on_sigmoid_summed_per_example():
     assert float(objectives.cross_entropy(logits, x)) == pytest.approx(float(ref), rel=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cross_entropy_value_and_gradients_match_bce_with_logits_at_extreme_logits(dtype):
+    """The fused path (no mask): softplus(l) - x l summed, / B; gradients (σ(l) - x) / B and -l / B."""
+    g = torch.Generator().manual_seed(3)
+    l0 = torch.cat([30 * torch.randn(64, 50, generator=g, dtype=torch.float64),
+                    torch.tensor([[-100.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 100.0] + [0.5] * 43], dtype=torch.float64)])
+    x0 = torch.rand(65, 50, generator=g, dtype=torch.float64)
+    x0[:, :5] = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5], dtype=torch.float64)
+    ref_l, ref_x = l0.clone().requires_grad_(), x0.clone().requires_grad_()
+    ref = F.binary_cross_entropy_with_logits(ref_l, ref_x, reduction="none").sum(dim=1).mean()
+    ref.backward()
+    ours_l, ours_x = l0.to(dtype).requires_grad_(), x0.to(dtype).requires_grad_()
+    ours = objectives.cross_entropy(ours_l, ours_x)
+    ours.backward()
+    rel, atol = (1e-12, 1e-15) if dtype == torch.float64 else (1e-6, 1e-8)  # gradients are up to 1/65
+    assert ours.item() == pytest.approx(ref.item(), rel=rel)
+    torch.testing.assert_close(ours_l.grad.double(), ref_l.grad, rtol=rel, atol=atol)
+    torch.testing.assert_close(ours_x.grad.double(), -l0 / 65, rtol=rel, atol=atol)
+    torch.testing.assert_close(ours_x.grad.double(), ref_x.grad, rtol=rel, atol=atol)
+    # a mask takes the general path; all-ones must give the same value
+    masked = objectives.cross_entropy(l0.to(dtype), x0.to(dtype), torch.ones(65, 50, dtype=dtype))
+    assert float(masked) == pytest.approx(float(ref), rel=rel)
+
+
 def test_squared_error_is_per_example_sse_averaged_over_the_batch():
     recon, x = _rand(8, 5), _rand(8, 5, seed=1)
     val = float(objectives.squared_error(recon, x))

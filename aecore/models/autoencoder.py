@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import objectives
 from ..corruption import corrupt
+from ..kernels import linear
 from ..registry import register
 
 ACT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -28,7 +29,7 @@ ACT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 class AEOutput(NamedTuple):
     code: torch.Tensor     # (B, K) h = f(x); the mean μ for the VAE
-    recon: torch.Tensor    # (B, D) x̂
+    recon: torch.Tensor | None  # (B, D) x̂; None when the caller asked for the logits only
     logits: torch.Tensor   # (B, D) decoder pre-activation (x̂ = sigmoid(logits) for sigmoid output)
     pre: torch.Tensor      # (B, K) code pre-activation a = W x + b (last encoder layer)
     mu: torch.Tensor | None = None
@@ -88,7 +89,7 @@ class Autoencoder(nn.Module):
         h = x
         n = len(self.enc_w)
         for i, (w, b) in enumerate(zip(self.enc_w, self.enc_b)):
-            pre = F.linear(h, w, b)  # (B, dims[i+1])
+            pre = linear(h, w, b)  # (B, dims[i+1])
             h = ACT[self.code_activation if i == n - 1 else self.activation](pre)
         return pre, h
 
@@ -102,7 +103,7 @@ class Autoencoder(nn.Module):
     def decode_logits(self, h: torch.Tensor) -> torch.Tensor:
         ws = self.decoder_weights()
         for j, (w, c) in enumerate(zip(ws, self.dec_b)):
-            h = F.linear(h, w, c)
+            h = linear(h, w, c)
             if j < len(ws) - 1:
                 h = ACT[self.activation](h)
         return h  # (B, D)
@@ -110,10 +111,11 @@ class Autoencoder(nn.Module):
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return ACT[self.cfg.output](self.decode_logits(h))
 
-    def forward(self, x: torch.Tensor) -> AEOutput:
+    def forward(self, x: torch.Tensor, recon: bool = True) -> AEOutput:
+        """``recon=False`` leaves ``out.recon`` None (a cross-entropy loss needs only the logits)."""
         pre, h = self._encode(x)
         logits = self.decode_logits(h)
-        return AEOutput(h, ACT[self.cfg.output](logits), logits, pre)
+        return AEOutput(h, ACT[self.cfg.output](logits) if recon else None, logits, pre)
 
     # --- training interface used by the Trainer ---------------------------------------------
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -128,7 +130,7 @@ class Autoencoder(nn.Module):
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Unweighted named loss terms on a batch; the input is corrupted only in training mode."""
         x_in = self.corrupt(x, generator) if self.training else x
-        out = self(x_in)
+        out = self(x_in, recon=self.cfg.loss != "cross-entropy")
         terms = {"recon": self.recon_term(out, x, mask)}
         if self.penalty is not None:
             terms[self.penalty.name] = self.penalty.fn(self, x_in, out)

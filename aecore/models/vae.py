@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import objectives
 from ..corruption import corrupt
+from ..kernels import linear
 from ..registry import register
 from .autoencoder import ACT, AEOutput
 
@@ -43,19 +44,20 @@ class VAE(nn.Module):
 
     def _hidden(self, x):
         for lin in self.enc:
-            x = ACT[self.activation](lin(x))
+            x = ACT[self.activation](linear(x, lin.weight, lin.bias))
         return x
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self._hidden(x)
-        return self.mu(h), self.logvar(h)  # (B, K), (B, K)
+        return (linear(h, self.mu.weight, self.mu.bias),  # (B, K)
+                linear(h, self.logvar.weight, self.logvar.bias))  # (B, K)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode_dist(x)[0]
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         for j, lin in enumerate(self.dec):
-            z = lin(z)
+            z = linear(z, lin.weight, lin.bias)
             if j < len(self.dec) - 1:
                 z = ACT[self.activation](z)
         return z
@@ -67,12 +69,13 @@ class VAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, x: torch.Tensor, sample: bool | None = None, generator=None) -> AEOutput:
-        """``sample`` defaults to the training mode: z is drawn while training, z = μ in eval."""
+    def forward(self, x: torch.Tensor, sample: bool | None = None, generator=None, recon: bool = True) -> AEOutput:
+        """``sample`` defaults to the training mode: z is drawn while training, z = μ in eval;
+        ``recon=False`` leaves ``out.recon`` None (a Bernoulli likelihood needs only the logits)."""
         mu, logvar = self.encode_dist(x)
         z = self.sample_code(mu, logvar, generator) if (self.training if sample is None else sample) else mu
         logits = self.decode_logits(z)
-        return AEOutput(mu, ACT[self.cfg.output](logits), logits, mu, mu, logvar)
+        return AEOutput(mu, ACT[self.cfg.output](logits) if recon else None, logits, mu, mu, logvar)
 
     def corrupt(self, x, generator=None):
         return corrupt(x, self.cfg.noise, self.cfg.noise_level, generator)
@@ -84,7 +87,7 @@ class VAE(nn.Module):
 
     def loss_terms(self, x, mask=None, generator=None, sample: bool | None = None):
         x_in = self.corrupt(x, generator) if self.training else x
-        out = self(x_in, sample=sample, generator=generator)
+        out = self(x_in, sample=sample, generator=generator, recon=self.cfg.loss != "cross-entropy")
         return {"recon": self.recon_term(out, x, mask), "kl": objectives.gaussian_kl(out.mu, out.logvar)}
 
     def loss_weights(self):

@@ -1,0 +1,129 @@
+"""Dense layers y = x Wᵀ + b on the fastest float32 matrix product this CPU has.
+
+PyTorch's CPU build sends float32 ``F.linear`` and ``torch.mm`` to MKL's sgemm. On this
+project's AMD EPYC (AVX-512) MKL ran the autoencoder shapes at 190-210 GFLOP/s while oneDNN,
+which torch also ships, ran the same float32 products at 370-480 GFLOP/s with the same error
+against a float64 product (bench/training.py measures both). ``linear`` uses oneDNN for
+2-D float32 inputs on the CPU, forward and backward, when the product is big enough to gain
+(``MIN_MACS``), and ``F.linear`` everywhere else (small layers, other devices, autocast, bfloat16). Its backward is first-order only (no model here
+differentiates a gradient; a second derivative raises rather than coming out wrong).
+
+    AECORE_LINEAR=auto    oneDNN where it applies (the default)
+    AECORE_LINEAR=aten    always F.linear (PyTorch's default kernels)
+
+``use("aten")`` switches for a block (the benchmark's canonical loop runs under it).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+BACKENDS = ("auto", "aten")
+# oneDNN costs ~10 µs more per call than MKL: products under this many multiply-adds
+# (batch x in x out) stay with F.linear. At 2^21 the two kernels tie on this CPU (batch 256,
+# 400 x 20: 29 vs 33 µs); the digits set's 64-d layers are far below it (14 vs 4 µs).
+MIN_MACS = 1 << 21
+# The weight gradient gᵀx is slower on oneDNN when x is narrow (256 x 20: 72 vs 33 µs).
+MIN_GRAD_WIDTH = 128
+_state = threading.local()
+
+
+def _onednn_op():
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+    return op if torch.backends.mkldnn.is_available() else None
+
+
+_OP = _onednn_op()
+
+
+def _env_backend() -> str:
+    raw = os.environ.get("AECORE_LINEAR", "").strip().lower() or "auto"
+    if raw not in BACKENDS:
+        raise ValueError(f"AECORE_LINEAR={raw!r} must be one of {', '.join(BACKENDS)}")
+    return raw
+
+
+def backend() -> str:
+    """The backend in force in this thread: ``use(...)``'s, else AECORE_LINEAR's."""
+    return getattr(_state, "backend", None) or _env_backend()
+
+
+@contextlib.contextmanager
+def use(name: str):
+    """Run a block with backend ``name`` ("auto" or "aten") in this thread."""
+    if name not in BACKENDS:
+        raise ValueError(f"linear backend {name!r} must be one of {', '.join(BACKENDS)}")
+    old = getattr(_state, "backend", None)
+    _state.backend = name
+    try:
+        yield
+    finally:
+        _state.backend = old
+
+
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def available(device: str | torch.device = "cpu") -> bool:
+    """Whether oneDNN's matrix product is there for ``device`` (CPU only)."""
+    return _OP is not None and torch.device(device).type == "cpu"
+
+
+def onednn_applies(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> bool:
+    """Whether ``linear(x, w, b)`` takes the oneDNN path."""
+    return (available(x.device) and x.ndim == 2 and w.ndim == 2
+            and x.device.type == "cpu" and w.device.type == "cpu"
+            and x.dtype == torch.float32 and w.dtype == torch.float32
+            and (b is None or (b.dtype == torch.float32 and b.device.type == "cpu"))
+            and x.shape[0] * x.shape[1] * w.shape[0] >= MIN_MACS
+            and not _autocast_on() and backend() == "auto")
+
+
+def mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a bᵀ (+ bias) by oneDNN; a (M, K), b (N, K), any strides (transposed views run at full speed)."""
+    return _OP(a, b, bias, "none", [], "")
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(x, w, b):
+        return mm_t(x, w, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, b = inputs
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        gx = mm_t(g, w.t()) if need_x else None          # (B, O) (O, I) -> (B, I)
+        gw = None
+        if need_w:                                         # (O, B) (B, I) -> (O, I)
+            gw = mm_t(g.t(), x.t()) if x.shape[1] >= MIN_GRAD_WIDTH else g.t().mm(x)
+        gb = g.sum(0) if ctx.has_bias and need_b else None
+        return gx, gw, gb
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, w, b)``: x (B, I), w (O, I), b (O,) -> (B, O), by oneDNN where it applies."""
+    if not onednn_applies(x, w, b):
+        return F.linear(x, w, b)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        return _Linear.apply(x, w, b)
+    return mm_t(x, w, b)
