@@ -87,3 +87,16 @@ def test_a_partial_run_replaces_only_its_own_sections():
     assert blocks == {"training": "## T\nold training\n", "recsys": "## R\nrecsys table\n| a | b |\n"}
     committed = _blocks((Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text())
     assert {"training", "anchors", "recsys", "gpu"} <= set(committed)  # the committed file carries the markers
+
+
+def test_the_training_goals_are_judged_on_the_worst_repeat_and_every_batch_256_row():
+    from bench.training import goal_lines
+
+    rows = [("a", 128, 1.45, 1.9, 50.0), ("a", 256, 1.31, 1.8, 61.0), ("b", 256, 1.6, 1.7, 71.0)]
+    text = goal_lines(rows)
+    assert "1.3x the canonical loop in float32: met** (the lowest of any repeat: 1.31" in text
+    assert "batch 256: met** (a 61 %, b 71 %)" in text  # the batch-128 row's 50 % is not judged
+    text = goal_lines([("a", 256, 1.29, 1.9, 80.0), ("b", 256, 1.5, 1.6, 59.6)])
+    assert "float32: not met** (the lowest of any repeat: 1.29" in text
+    assert "batch 256: not met** (a 80 %, b 60 %)" in text  # 59.6 rounds to 60 in print, still short
+    assert goal_lines([]) == "Goals: no float32 rows in this run."

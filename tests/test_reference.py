@@ -277,7 +277,7 @@ def test_cross_entropy_value_and_gradients_match_bce_with_logits_at_extreme_logi
     torch.testing.assert_close(ours_x.grad.double(), ref_x.grad, rtol=rel, atol=atol)
     # a mask takes the general path; all-ones must give the same value
     masked = objectives.cross_entropy(l0.to(dtype), x0.to(dtype), torch.ones(65, 50, dtype=dtype))
-    assert float(masked) == pytest.approx(float(ref), rel=rel)
+    assert masked.item() == pytest.approx(ref.item(), rel=rel)
 
 
 def test_squared_error_is_per_example_sse_averaged_over_the_batch():
