@@ -135,6 +135,14 @@ def matmul_rate(shapes, batch, device, reps=30, dtype=torch.float32, mm_t=_aten_
     return flops / secs / 1e9
 
 
+def matmul_rates(shapes, batch, device, dtype=torch.float32) -> list[float]:
+    """[PyTorch's default kernel's rate] and, for float32 where oneDNN is there, [..., oneDNN's]."""
+    rates = [matmul_rate(shapes, batch, device, dtype=dtype)]
+    if dtype == torch.float32 and kernels.available(device):
+        rates.append(matmul_rate(shapes, batch, device, dtype=dtype, mm_t=kernels.mm_t))
+    return rates
+
+
 def goal_lines(goals) -> str:
     """The issue's two CPU goals, judged on the float32 rows: aecore at least 1.3x the canonical
     loop (every repeat), and at least 60 % of the fastest matmul rate at batch 256."""
@@ -188,10 +196,7 @@ def main(argv=None) -> int:
                 ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
                                          precision=precision)
                 ratio = [a / b for a, b in zip(ours, ref)]
-                dtype = torch.bfloat16 if bf16 else torch.float32
-                rates = [matmul_rate(shapes, batch, args.device, dtype=dtype)]
-                if not bf16 and kernels.available(args.device):
-                    rates.append(matmul_rate(shapes, batch, args.device, dtype=dtype, mm_t=kernels.mm_t))
+                rates = matmul_rates(shapes, batch, args.device, torch.bfloat16 if bf16 else torch.float32)
                 peak = max(rates)
                 eff = [6 * params * s / 1e9 for s in ours]
                 if precision == "float32":
