@@ -36,9 +36,11 @@ class StopOnSignal:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self, stop, what: str = "aecore train"):
+    def __init__(self, stop, what: str = "aecore train",
+                 doing: str = "stopping training; the model trained so far will be evaluated and saved"):
         self.stop = stop
         self.what = what
+        self.doing = doing
         self.signum: int | None = None
         self._old: dict = {}
 
@@ -48,8 +50,8 @@ class StopOnSignal:
         self.signum = signum
         self.stop.set()
         # os.write, not print: the handler may run while the main thread is inside a print
-        os.write(2, (f"{self.what}: {signal.Signals(signum).name}: stopping training; the model trained so far "
-                     f"will be evaluated and saved (a second Ctrl-C or SIGTERM aborts without saving)\n").encode())
+        os.write(2, (f"{self.what}: {signal.Signals(signum).name}: {self.doing} "
+                     f"(a second Ctrl-C or SIGTERM aborts without saving)\n").encode())
 
     @property
     def exit_code(self) -> int:

@@ -592,6 +592,7 @@ def train_document_ae(x: np.ndarray, p: np.ndarray, cfg: DocTrainConfig,
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         total = torch.zeros((), device=device)
+        seen = 0
         for i in range(0, n, B):
             idx = perm[i:i + B]
             loss = model.loss_terms(xt[idx], pt[idx])["recon"]
@@ -600,9 +601,10 @@ def train_document_ae(x: np.ndarray, p: np.ndarray, cfg: DocTrainConfig,
             opt.step()
             sched.step()
             total += loss.detach() * len(idx)
+            seen += len(idx)
             if stop is not None and stop.is_set():
                 break
-        value = float(total) / n
+        value = float(total) / seen  # a stopped epoch's mean over the documents it saw
         if not math.isfinite(value):
             raise TrainingFailed(f"diverged in epoch {epoch + 1} (loss {value}); try a lower lr than {cfg.lr:g}")
         row = {"epoch": epoch + 1, "loss": value, "recon": value, "elapsed": time.perf_counter() - t0}

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import sys
+import threading
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -156,6 +157,9 @@ def _load_images(args):
 
 
 def _documents(args) -> int:
+    """``aecore documents``; the first Ctrl-C or SIGTERM ends training and the rest of the
+    pipeline runs on the model so far (exit status 128 + the signal); a second aborts."""
+    from .cli import StopOnSignal
     from .documents import RECALL_LEVELS, DocTrainConfig, load_corpus, run_documents
     from .training import TrainingFailed
 
@@ -178,24 +182,28 @@ def _documents(args) -> int:
     if not args.json:
         print(f"{corpus.name}: {corpus.n_train} train / {corpus.n_test} test documents, "
               f"{len(corpus.label_names)} labels", file=log)
+    stop = threading.Event()
+    doing = "stopping training; the autoencoder trained so far is compared with LSA as usual"
     try:
-        res = run_documents(corpus, cfg, max_features=args.max_features, levels=RECALL_LEVELS,
-                            on_epoch=on_epoch, on_stage=_stage_reporter(args))
+        with StopOnSignal(stop, "aecore documents", doing) as signals:
+            res = run_documents(corpus, cfg, max_features=args.max_features, levels=RECALL_LEVELS,
+                                on_epoch=on_epoch, on_stage=_stage_reporter(args), stop=stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "documents") from None
+    stopped = signals.signum is not None
     levels = sorted(res.precision["ae"])
     if args.json:
         _emit({"event": "curves", "recall": levels, "ae": [res.precision["ae"][r] for r in levels],
                "lsa": [res.precision["lsa"][r] for r in levels], "vocabulary_size": len(res.vocabulary),
                "n_train": corpus.n_train, "n_test": corpus.n_test})
-        _emit(res.summary())
+        _emit(res.summary() | ({"stopped": True, "epochs": len(res.history)} if stopped else {}))
     else:
         print(f"precision (fraction of retrieved test documents in the query's group), K = {cfg.code_size}")
         print(f"{'recall':>8}  {'autoencoder':>11}  {'LSA':>6}")
         for r in levels:
             print(f"{r:>8g}  {res.precision['ae'][r]:>11.3f}  {res.precision['lsa'][r]:>6.3f}")
-        print(f"{res.seconds:.0f} s")
-    return 0
+        print(f"{res.seconds:.0f} s" + (f" (stopped after {len(res.history)} of {cfg.epochs} epochs)" if stopped else ""))
+    return signals.exit_code
 
 
 def _stage_reporter(args):
@@ -209,6 +217,9 @@ def _stage_reporter(args):
 
 
 def _probe(args) -> int:
+    """``aecore probe``; Ctrl-C / SIGTERM: the variant in training stops after its step and is
+    probed with the ones before it, the rest are skipped (exit status 128 + the signal)."""
+    from .cli import StopOnSignal
     from .features import probe
     from .registry import variant_names
     from .training import TrainingFailed
@@ -217,24 +228,30 @@ def _probe(args) -> int:
         [v.strip() for v in args.variants.split(",") if v.strip()]
     data = _load_images(args)
 
+    stop = threading.Event()
     try:
-        res = probe(data, variants=variants, code_size=args.code_size, labels=args.labels, epochs=args.epochs,
-                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
-                    n_train=args.n_train, device=args.device, on_stage=_stage_reporter(args))
+        with StopOnSignal(stop, "aecore probe", "stopping; the variants trained so far are probed and "
+                                               "reported, the rest are skipped") as signals:
+            res = probe(data, variants=variants, code_size=args.code_size, labels=args.labels, epochs=args.epochs,
+                        lr=args.lr, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
+                        n_train=args.n_train, device=args.device, on_stage=_stage_reporter(args), stop=stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "probe") from None
     if args.json:
-        _emit(res.to_dict())
+        _emit(res.to_dict() | ({"stopped": True} if signals.signum is not None else {}))
     else:
         print(f"linear-probe test accuracy on {res.dataset}, K = {res.code_size}")
         print(f"{'labels':>14}  " + "  ".join(f"{k:>7}" for k in res.labels))
         for name, accs in res.accuracy.items():
             print(f"{name:>14}  " + "  ".join(f"{accs[k]:>7.3f}" for k in res.labels))
-        print(f"{res.seconds:.0f} s")
-    return 0
+        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.signum is not None else ""))
+    return signals.exit_code
 
 
 def _pretrain(args) -> int:
+    """``aecore pretrain``; Ctrl-C / SIGTERM stops the training in progress and reports what
+    finished (exit status 128 + the signal); a second signal aborts."""
+    from .cli import StopOnSignal
     from .features import PretrainConfig, pretrain
     from .training import TrainingFailed
 
@@ -247,20 +264,23 @@ def _pretrain(args) -> int:
                          repeats=args.repeats, n_points=args.points, seed=args.seed, device=args.device)
     data = _load_images(args)
 
+    stop = threading.Event()
     try:
-        res = pretrain(data, cfg, on_stage=_stage_reporter(args))
+        with StopOnSignal(stop, "aecore pretrain", "stopping; what finished so far is reported (nothing "
+                                                  "when stopped during pre-training)") as signals:
+            res = pretrain(data, cfg, on_stage=_stage_reporter(args), stop=stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "pretrain") from None
     if args.json:
-        _emit(res.to_dict())
+        _emit(res.to_dict() | ({"stopped": True} if signals.signum is not None else {}))
     else:
         print(f"test accuracy after fine-tuning on {res.dataset}, network "
               f"{'-'.join(map(str, [data.dim, *cfg.hidden]))}-classes")
         print(f"{'labels':>8}  {'pre-trained':>11}  {'random init':>11}")
         for k in res.accuracy["random"]:
             print(f"{k:>8}  {res.accuracy['pretrained'][k]:>11.3f}  {res.accuracy['random'][k]:>11.3f}")
-        print(f"{res.seconds:.0f} s")
-    return 0
+        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.signum is not None else ""))
+    return signals.exit_code
 
 
 HANDLERS = {"documents": _documents, "probe": _probe, "pretrain": _pretrain}

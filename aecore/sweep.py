@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import queue as queue_mod
+import signal
 import sys
 import threading
 import time
@@ -192,13 +193,19 @@ def ray_missing() -> str | None:
 _POOL: dict = {}
 
 
-def _pool_init(q, stop, threads: int) -> None:
+def _pool_init(q, stop, threads: int, ignore_sigint: bool = False) -> None:
     _POOL.update(q=q, stop=stop, threads=threads)
+    if ignore_sigint:  # Ctrl-C reaches the whole terminal process group: the parent passes it on as ``stop``
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pool_task(index: int, mc_dict: dict, tc_dict: dict, sd) -> dict:
+def _pool_task(index: int, mc_dict: dict, tc_dict: dict, sd) -> dict | None:
+    """One configuration's result; None when the sweep was stopped before it started (the pool
+    hands a task to a worker before one is free, so cancelling the future may come too late)."""
     from .worker import load_spilled
 
+    if _POOL["stop"].is_set():
+        return None
     q = _POOL["q"]
     return train_point(mc_dict, tc_dict, load_spilled(sd), _POOL["threads"],
                        progress=lambda e, n, loss: q.put((index, e, n, loss)), stop=_POOL["stop"])
@@ -225,7 +232,8 @@ class _BareMain:
         return False
 
 
-def _run_local(points, data, workers: int, on_progress, stop, threads: int | None = None) -> Iterator[tuple[int, object]]:
+def _run_local(points, data, workers: int, on_progress, stop, threads: int | None = None,
+               ignore_sigint: bool = False) -> Iterator[tuple[int, object]]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .worker import mp_context, spill
@@ -242,7 +250,8 @@ def _run_local(points, data, workers: int, on_progress, stop, threads: int | Non
             except queue_mod.Empty:
                 return
 
-    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init, initargs=(q, stop_ev, threads))
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
+                             initargs=(q, stop_ev, threads, ignore_sigint))
     try:
         with _BareMain():  # the pool starts its processes on submit
             futures = {ex.submit(_pool_task, p.index, p.model_cfg.to_dict(), p.train_cfg.to_dict(), sd): p.index
@@ -255,6 +264,8 @@ def _run_local(points, data, workers: int, on_progress, stop, threads: int | Non
                 if f.cancelled():
                     continue
                 exc = f.exception()
+                if exc is None and f.result() is None:
+                    continue  # stopped before it started: run_sweep reports it with the queued ones
                 yield futures[f], (exc if exc is not None else f.result())
             if stop is not None and stop.is_set() and not stop_ev.is_set():
                 stop_ev.set()  # running ones finish early (and are saved as stopped); queued ones never start
@@ -351,13 +362,15 @@ def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", worker
               address: str | None = None, store=None, save: bool = True, data_info: dict | None = None,
               on_event: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
               shutdown: bool | None = None, session: str | None = None,
-              threads: int | None = None) -> SweepOutcome:
+              threads: int | None = None, ignore_sigint: bool = False) -> SweepOutcome:
     """Train every point on ``backend`` and save each run in ``store`` (default: the run store).
 
     ``workers``: processes (local) or CPUs of a local Ray cluster; default one per core, at
     most one per point. ``shutdown`` (ray): end Ray afterwards (default: when this call started it).
     ``session``: the dashboard session the runs belong to (None: shared, as the CLI's).
     ``threads`` (local): torch threads per worker (default: the cores shared by the workers).
+    ``ignore_sigint`` (local): the workers ignore SIGINT, for a caller that turns Ctrl-C into
+    ``stop`` itself (the CLI); otherwise a terminal's Ctrl-C would kill them mid-step.
     """
     import torch
 
@@ -395,7 +408,7 @@ def run_sweep(points: Sequence[SweepPoint], data, backend: str = "local", worker
     t0 = time.perf_counter()
     info = {"workers": n_workers}
     if backend == "local":
-        outcomes = _run_local(points, data, n_workers, on_progress, stop, threads)
+        outcomes = _run_local(points, data, n_workers, on_progress, stop, threads, ignore_sigint)
     else:
         outcomes = _run_ray(points, data, workers, address, on_progress, stop, shutdown, info)
     results: dict[int, SweepResult] = {}
@@ -510,7 +523,11 @@ def table(outcome: SweepOutcome) -> str:
 
 
 def run_cli(args) -> int:
+    """``aecore sweep``. The first Ctrl-C or SIGTERM stops it as the dashboard's Stop does (exit
+    status 128 + the signal); a second aborts (aecore.cli.StopOnSignal)."""
     import json
+
+    from .cli import StopOnSignal
 
     from .data import load
 
@@ -534,15 +551,21 @@ def run_cli(args) -> int:
             print(f"[{i}/{n}] {ev['label']}: epoch {ev['epoch']:.1f}/{ev['epochs']}  loss {ev['loss']:.4g}",
                   file=sys.stderr, flush=True)
         elif ev["event"] == "finished":
-            print(f"[{i}/{n}] {ev['label']}: done, test SSE {ev['test_sse']:.4f}, mean |h| {ev['mean_abs_code']:.4f}",
+            print(f"[{i}/{n}] {ev['label']}: {'stopped' if ev.get('status') == 'stopped' else 'done'}, test SSE {ev['test_sse']:.4f}, mean |h| {ev['mean_abs_code']:.4f}",
                   file=sys.stderr, flush=True)
         else:
             print(f"[{i}/{n}] {ev['label']}: failed: {ev['error']}", file=sys.stderr, flush=True)
 
-    out = run_sweep(points, data, backend=args.backend, workers=args.workers, address=args.address,
-                    save=not args.no_save, on_event=emit)
+    stop = threading.Event()
+    doing = ("stopping the sweep; running configurations stop after their current step and are evaluated "
+             "and saved as stopped, queued ones do not start")
+    with StopOnSignal(stop, "aecore sweep", doing) as signals:
+        out = run_sweep(points, data, backend=args.backend, workers=args.workers, address=args.address,
+                        save=not args.no_save, on_event=emit, stop=stop, ignore_sigint=True)
     if args.json:
         print(json.dumps({"event": "sweep", **out.to_dict()}), flush=True)
     else:
         print(table(out))
+    if signals.signum is not None:
+        return signals.exit_code
     return 0 if all(r.status == "finished" for r in out.results) else 1

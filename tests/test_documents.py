@@ -276,3 +276,58 @@ def test_a_document_zip_bomb_and_a_non_zip_are_refused(tmp_path):
     junk.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="cannot be opened as a zip"):
         load_text_zip(junk)
+
+
+def test_ctrl_c_stops_documents_training_and_still_compares_with_lsa(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = write_tree(tmp_path / "docs")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", "documents", "--text-dir", str(root), "--code-size", "2",
+                             "--hidden", "8", "--epochs", "100000", "--device", "cpu", "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    early = []
+    try:
+        while True:  # the stages, then the first epoch
+            line = json.loads(proc.stdout.readline() or '{"event": "eof"}')
+            assert line["event"] in ("stage", "epoch"), (line, proc.stderr.read())
+            early.append(line)
+            if line["event"] == "epoch":
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "aecore documents: SIGINT: stopping training" in err and "Traceback" not in err
+    lines = early + [json.loads(x) for x in out.splitlines()]
+    last = lines[-1]
+    assert last["stopped"] is True and 1 <= last["epochs"] < 100000
+    assert set(last["ae"]) == set(last["lsa"]) == {"0.01", "0.1", "0.5"}
+    assert all(0 <= v <= 1 for v in last["ae"].values())
+    epochs = [x for x in lines if x.get("event") == "epoch"]
+    assert epochs[-1]["epoch"] == last["epochs"] and all(math.isfinite(x["loss"]) for x in epochs)
+
+
+def test_a_stopped_epoch_reports_the_mean_loss_of_the_documents_it_saw():
+    """Stopped after one batch of 2: the epoch's loss is that batch's mean, not half of it."""
+    import threading
+
+    import torch
+
+    from aecore.documents import train_document_ae
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 6)).astype(np.float32)
+    p = x / x.sum(1, keepdims=True)
+    stop = threading.Event()
+    stop.set()
+    torch.manual_seed(0)
+    _, history = train_document_ae(x, p, DocTrainConfig(code_size=2, hidden=(4,), epochs=5, batch_size=2,
+                                                        device="cpu"), stop=stop)
+    assert len(history) == 1
+    assert history[0]["loss"] > 0.8 * np.log(6)  # ≈ the cross-entropy of a near-uniform prediction, ~log 6 nats

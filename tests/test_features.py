@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +107,34 @@ def test_probe_and_pretrain_cli_json(capsys):
     assert last["curves"]["30"]["epoch"] == [0, 2]
     assert main(["probe", "--dataset", "digits", "--variants", "bogus"]) == 2
     assert "variant='bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, check", [
+    (["probe", "--variants", "tied,sigmoid", "--code-size", "4", "--epochs", "100000", "--labels", "100"],
+     lambda last: set(last["accuracy"]) == {"raw", "pca", "tied"}),  # tied stopped and probed, sigmoid skipped
+    (["pretrain", "--hidden", "16", "--pretrain-epochs", "0", "--labels", "30", "--finetune-epochs", "100000",
+      "--points", "2"],
+     lambda last: set(last["pretrained"]) == set(last["random"]) == {"30"}),
+], ids=["probe", "pretrain"])
+def test_ctrl_c_stops_probe_and_pretrain_and_reports_what_finished(argv, check):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", *argv, "--dataset", "digits", "--device", "cpu",
+                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = json.loads(proc.stdout.readline() or '{"event": "eof"}')  # the first stage: training has begun
+        assert line.get("event") == "stage", (line, proc.stderr.read())
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert f"aecore {argv[0]}: SIGINT: stopping" in err and "Traceback" not in err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["stopped"] is True and check(last), last
