@@ -32,7 +32,8 @@ class StopOnSignal:
     Under torchrun, Ctrl-C reaches torchrun, which sends the signal on to every rank and
     waits 30 s before killing them; the ranks agree on a common step to stop at
     (``aecore.distributed.STOP_CHECK_STEPS``). Handlers are only installed in the main thread
-    (Python allows no other); elsewhere the signals keep their usual effect."""
+    (Python allows no other); elsewhere the signals keep their usual effect. ``what`` and
+    ``doing`` word the message for other commands (sweep, documents, probe, pretrain)."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -51,7 +52,7 @@ class StopOnSignal:
         self.stop.set()
         # os.write, not print: the handler may run while the main thread is inside a print
         os.write(2, (f"{self.what}: {signal.Signals(signum).name}: {self.doing} "
-                     f"(a second Ctrl-C or SIGTERM aborts without saving)\n").encode())
+                     f"(a second Ctrl-C or SIGTERM aborts at once)\n").encode())
 
     @property
     def exit_code(self) -> int:

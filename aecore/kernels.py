@@ -1,12 +1,13 @@
 """Dense layers y = x Wᵀ + b on the fastest float32 matrix product this CPU has.
 
 PyTorch's CPU build sends float32 ``F.linear`` and ``torch.mm`` to MKL's sgemm. On this
-project's AMD EPYC (AVX-512) MKL ran the autoencoder shapes at 190-210 GFLOP/s while oneDNN,
-which torch also ships, ran the same float32 products at 370-480 GFLOP/s with the same error
-against a float64 product (bench/training.py measures both). ``linear`` uses oneDNN for
-2-D float32 inputs on the CPU, forward and backward, when the product is big enough to gain
-(``MIN_MACS``), and ``F.linear`` everywhere else (small layers, other devices, autocast, bfloat16). Its backward is first-order only (no model here
-differentiates a gradient; a second derivative raises rather than coming out wrong).
+project's AMD EPYC (AVX-512) MKL ran single autoencoder layers (batch 256) at 190-210 GFLOP/s
+while oneDNN, which torch also ships, ran the same float32 products at 370-480 GFLOP/s, with
+the same error against a float64 product (bench/training.py measures both per model).
+``linear`` uses oneDNN for 2-D float32 inputs on the CPU, forward and backward, when the
+product is big enough to gain (``MIN_MACS``), and ``F.linear`` everywhere else (small layers,
+other devices, autocast, bfloat16). Its backward is first-order only: no model here
+differentiates a gradient, and a second derivative raises rather than coming out wrong.
 
     AECORE_LINEAR=auto    oneDNN where it applies (the default)
     AECORE_LINEAR=aten    always F.linear (PyTorch's default kernels)
@@ -83,8 +84,7 @@ def available(device: str | torch.device = "cpu") -> bool:
 
 def onednn_applies(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> bool:
     """Whether ``linear(x, w, b)`` takes the oneDNN path."""
-    return (available(x.device) and x.ndim == 2 and w.ndim == 2
-            and x.device.type == "cpu" and w.device.type == "cpu"
+    return (available(x.device) and available(w.device) and x.ndim == 2 and w.ndim == 2
             and x.dtype == torch.float32 and w.dtype == torch.float32
             and (b is None or (b.dtype == torch.float32 and b.device.type == "cpu"))
             and x.shape[0] * x.shape[1] * w.shape[0] >= MIN_MACS

@@ -279,32 +279,14 @@ def test_a_document_zip_bomb_and_a_non_zip_are_refused(tmp_path):
 
 
 def test_ctrl_c_stops_documents_training_and_still_compares_with_lsa(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
+    from interrupt import interrupt
 
     root = write_tree(tmp_path / "docs")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", "documents", "--text-dir", str(root), "--code-size", "2",
-                             "--hidden", "8", "--epochs", "100000", "--device", "cpu", "--json"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    early = []
-    try:
-        while True:  # the stages, then the first epoch
-            line = json.loads(proc.stdout.readline() or '{"event": "eof"}')
-            assert line["event"] in ("stage", "epoch"), (line, proc.stderr.read())
-            early.append(line)
-            if line["event"] == "epoch":
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, lines, err = interrupt(["documents", "--text-dir", str(root), "--code-size", "2", "--hidden", "8",
+                                  "--epochs", "100000", "--device", "cpu", "--json"],
+                                 ready=lambda line: line.get("event") == "epoch")
+    assert code == 130, err
     assert "aecore documents: SIGINT: stopping training" in err and "Traceback" not in err
-    lines = early + [json.loads(x) for x in out.splitlines()]
     last = lines[-1]
     assert last["stopped"] is True and 1 <= last["epochs"] < 100000
     assert set(last["ae"]) == set(last["lsa"]) == {"0.01", "0.1", "0.5"}

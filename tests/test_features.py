@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -117,24 +116,11 @@ def test_probe_and_pretrain_cli_json(capsys):
      lambda last: set(last["pretrained"]) == set(last["random"]) == {"30"}),
 ], ids=["probe", "pretrain"])
 def test_ctrl_c_stops_probe_and_pretrain_and_reports_what_finished(argv, check):
-    import os
-    import signal
-    import subprocess
-    import sys
+    from interrupt import interrupt
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", *argv, "--dataset", "digits", "--device", "cpu",
-                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = json.loads(proc.stdout.readline() or '{"event": "eof"}')  # the first stage: training has begun
-        assert line.get("event") == "stage", (line, proc.stderr.read())
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, lines, err = interrupt([*argv, "--dataset", "digits", "--device", "cpu", "--json"],
+                                 ready=lambda line: line.get("event") == "stage", delay=1.0)  # training has begun
+    assert code == 130, err
     assert f"aecore {argv[0]}: SIGINT: stopping" in err and "Traceback" not in err
-    last = json.loads(out.strip().splitlines()[-1])
+    last = lines[-1]
     assert last["stopped"] is True and check(last), last

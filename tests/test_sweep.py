@@ -204,26 +204,15 @@ def test_ctrl_c_to_the_terminal_stops_a_cli_sweep_and_saves_what_it_trained(tmp_
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the worker keeps going
     until the parent's stop reaches it, the running configuration is saved as stopped, the queued
     one never starts, and the command exits with 130."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    from interrupt import interrupt
 
-    env = {**os.environ, "AECORE_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "aecore.cli", "sweep", "--variant", "sigmoid", "--code-size", "8,16",
-                             "--reg", "0", "--epochs", "100000", "--workers", "1", "--device", "cpu", "--json"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        first = json.loads(proc.stdout.readline() or "{}")
-        assert first.get("event") == "progress" and first["index"] == 0, proc.stderr.read()
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    code, lines, err = interrupt(["sweep", "--variant", "sigmoid", "--code-size", "8,16", "--reg", "0",
+                                  "--epochs", "100000", "--workers", "1", "--device", "cpu", "--json"],
+                                 ready=lambda line: line.get("event") == "progress",
+                                 env={"AECORE_RUNS": str(tmp_path / "runs")}, group=True)
+    assert code == 130, err
     assert "aecore sweep: SIGINT: stopping the sweep" in err and "Traceback" not in err
-    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines[0]["index"] == 0
     done = [x for x in lines if x["event"] == "finished"]
     assert len(done) == 1 and done[0]["status"] == "stopped" and done[0]["code_size"] == 8
     assert done[0]["test_sse"] == done[0]["test_sse"] and 0 < done[0]["test_sse"] < 1e6  # a number, not NaN
