@@ -35,11 +35,22 @@ _state = threading.local()
 
 
 def _onednn_op():
+    """oneDNN's float32 inner product (a private torch op, used by inductor), if this torch
+    build has it and it computes x wᵀ + b correctly for plain and transposed inputs; else None."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):
+        if not torch.backends.mkldnn.is_available():
+            return None
+        x = torch.arange(6.0).reshape(2, 3)  # (B, I)
+        w = torch.arange(12.0).reshape(4, 3)  # (O, I)
+        b = torch.arange(4.0)
+        g = torch.arange(8.0).reshape(2, 4)  # (B, O)
+        ok = (torch.equal(op(x, w, b, "none", [], ""), x @ w.T + b)  # forward
+              and torch.equal(op(g, w.t(), None, "none", [], ""), g @ w)  # input gradient
+              and torch.equal(op(g.t(), x.t(), None, "none", [], ""), g.T @ x))  # weight gradient
+    except Exception:  # noqa: BLE001 - a missing or changed private op: fall back to F.linear
         return None
-    return op if torch.backends.mkldnn.is_available() else None
+    return op if ok else None
 
 
 _OP = _onednn_op()

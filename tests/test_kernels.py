@@ -154,3 +154,15 @@ def test_a_model_trains_the_same_on_either_backend(variant, extra):
                 opt.step()
         finals[name] = torch.cat([p.detach().flatten() for p in model.parameters()])
     torch.testing.assert_close(finals["auto"], finals["aten"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fake", [
+    lambda x, w, b, *rest: x @ w.T,  # ignores the bias
+    lambda *a: (_ for _ in ()).throw(RuntimeError("could not create a primitive descriptor")),
+], ids=["wrong", "raises"])
+def test_a_private_op_that_is_missing_or_wrong_leaves_f_linear_in_charge(monkeypatch, fake):
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", fake, raising=False)
+    assert kernels._onednn_op() is None
+    monkeypatch.setattr(kernels, "_OP", kernels._onednn_op())
+    assert not kernels.available() and not kernels.onednn_applies(torch.randn(4, 6), torch.randn(3, 6))
+    torch.testing.assert_close(kernels.linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(4)), torch.full((2, 4), 4.0))
