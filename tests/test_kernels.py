@@ -166,3 +166,14 @@ def test_a_private_op_that_is_missing_or_wrong_leaves_f_linear_in_charge(monkeyp
     monkeypatch.setattr(kernels, "_OP", kernels._onednn_op())
     assert not kernels.available() and not kernels.onednn_applies(torch.randn(4, 6), torch.randn(3, 6))
     torch.testing.assert_close(kernels.linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(4)), torch.full((2, 4), 4.0))
+
+
+def test_the_check_at_import_accepts_the_op_where_torch_has_onednn():
+    """Without this, a check that wrongly refused the op would only show as skipped tests."""
+    try:
+        torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        pytest.skip("this torch build has no torch.ops.mkldnn._linear_pointwise")
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has oneDNN switched off")
+    assert kernels.available("cpu") and not kernels.available("cuda")
