@@ -37,9 +37,9 @@ class StopOnSignal:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self, stop, what: str = "aecore train",
+    def __init__(self, stop=None, what: str = "aecore train",
                  doing: str = "stopping training; the model trained so far will be evaluated and saved"):
-        self.stop = stop
+        self.stop = stop if stop is not None else threading.Event()  # what the command's loop watches
         self.what = what
         self.doing = doing
         self.signum: int | None = None
@@ -53,6 +53,11 @@ class StopOnSignal:
         # os.write, not print: the handler may run while the main thread is inside a print
         os.write(2, (f"{self.what}: {signal.Signals(signum).name}: {self.doing} "
                      f"(a second Ctrl-C or SIGTERM aborts at once)\n").encode())
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a signal came (the command then reports what it has as stopped)."""
+        return self.signum is not None
 
     @property
     def exit_code(self) -> int:

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import sys
-import threading
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -182,15 +181,14 @@ def _documents(args) -> int:
     if not args.json:
         print(f"{corpus.name}: {corpus.n_train} train / {corpus.n_test} test documents, "
               f"{len(corpus.label_names)} labels", file=log)
-    stop = threading.Event()
     doing = "stopping training; the autoencoder trained so far is compared with LSA as usual"
     try:
-        with StopOnSignal(stop, "aecore documents", doing) as signals:
+        with StopOnSignal(what="aecore documents", doing=doing) as signals:
             res = run_documents(corpus, cfg, max_features=args.max_features, levels=RECALL_LEVELS,
-                                on_epoch=on_epoch, on_stage=_stage_reporter(args), stop=stop)
+                                on_epoch=on_epoch, on_stage=_stage_reporter(args), stop=signals.stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "documents") from None
-    stopped = signals.signum is not None
+    stopped = signals.stopped
     levels = sorted(res.precision["ae"])
     if args.json:
         _emit({"event": "curves", "recall": levels, "ae": [res.precision["ae"][r] for r in levels],
@@ -228,23 +226,23 @@ def _probe(args) -> int:
         [v.strip() for v in args.variants.split(",") if v.strip()]
     data = _load_images(args)
 
-    stop = threading.Event()
     try:
-        with StopOnSignal(stop, "aecore probe", "stopping; the variants trained so far are probed and "
-                                               "reported, the rest are skipped") as signals:
+        with StopOnSignal(what="aecore probe", doing="stopping; the variants trained so far are probed and "
+                                                     "reported, the rest are skipped") as signals:
             res = probe(data, variants=variants, code_size=args.code_size, labels=args.labels, epochs=args.epochs,
                         lr=args.lr, batch_size=args.batch_size, seed=args.seed, repeats=args.repeats,
-                        n_train=args.n_train, device=args.device, on_stage=_stage_reporter(args), stop=stop)
+                        n_train=args.n_train, device=args.device, on_stage=_stage_reporter(args),
+                        stop=signals.stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "probe") from None
     if args.json:
-        _emit(res.to_dict() | ({"stopped": True} if signals.signum is not None else {}))
+        _emit(res.to_dict() | ({"stopped": True} if signals.stopped else {}))
     else:
         print(f"linear-probe test accuracy on {res.dataset}, K = {res.code_size}")
         print(f"{'labels':>14}  " + "  ".join(f"{k:>7}" for k in res.labels))
         for name, accs in res.accuracy.items():
             print(f"{name:>14}  " + "  ".join(f"{accs[k]:>7.3f}" for k in res.labels))
-        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.signum is not None else ""))
+        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.stopped else ""))
     return signals.exit_code
 
 
@@ -264,22 +262,21 @@ def _pretrain(args) -> int:
                          repeats=args.repeats, n_points=args.points, seed=args.seed, device=args.device)
     data = _load_images(args)
 
-    stop = threading.Event()
     try:
-        with StopOnSignal(stop, "aecore pretrain", "stopping; what finished so far is reported (nothing "
-                                                  "when stopped during pre-training)") as signals:
-            res = pretrain(data, cfg, on_stage=_stage_reporter(args), stop=stop)
+        with StopOnSignal(what="aecore pretrain", doing="stopping; what finished so far is reported (nothing "
+                                                        "when stopped during pre-training)") as signals:
+            res = pretrain(data, cfg, on_stage=_stage_reporter(args), stop=signals.stop)
     except TrainingFailed as exc:
         raise _training_failed(exc, "pretrain") from None
     if args.json:
-        _emit(res.to_dict() | ({"stopped": True} if signals.signum is not None else {}))
+        _emit(res.to_dict() | ({"stopped": True} if signals.stopped else {}))
     else:
         print(f"test accuracy after fine-tuning on {res.dataset}, network "
               f"{'-'.join(map(str, [data.dim, *cfg.hidden]))}-classes")
         print(f"{'labels':>8}  {'pre-trained':>11}  {'random init':>11}")
         for k in res.accuracy["random"]:
             print(f"{k:>8}  {res.accuracy['pretrained'][k]:>11.3f}  {res.accuracy['random'][k]:>11.3f}")
-        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.signum is not None else ""))
+        print(f"{res.seconds:.0f} s" + (" (stopped)" if signals.stopped else ""))
     return signals.exit_code
 
 

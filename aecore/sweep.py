@@ -556,16 +556,15 @@ def run_cli(args) -> int:
         else:
             print(f"[{i}/{n}] {ev['label']}: failed: {ev['error']}", file=sys.stderr, flush=True)
 
-    stop = threading.Event()
     doing = ("stopping the sweep; running configurations stop after their current step and are evaluated "
              "and saved as stopped, queued ones do not start")
-    with StopOnSignal(stop, "aecore sweep", doing) as signals:
+    with StopOnSignal(what="aecore sweep", doing=doing) as signals:
         out = run_sweep(points, data, backend=args.backend, workers=args.workers, address=args.address,
-                        save=not args.no_save, on_event=emit, stop=stop, ignore_sigint=True)
+                        save=not args.no_save, on_event=emit, stop=signals.stop, ignore_sigint=True)
     if args.json:
         print(json.dumps({"event": "sweep", **out.to_dict()}), flush=True)
     else:
         print(table(out))
-    if signals.signum is not None:
+    if signals.stopped:
         return signals.exit_code
     return 0 if all(r.status == "finished" for r in out.results) else 1

@@ -189,22 +189,21 @@ def main(argv=None) -> int:
         for batch in map(int, args.batches.split(",")):
             for precision in args.precisions.split(","):
                 bf16 = precision == "bfloat16"
-                also = (lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=bf16,
-                                               linear="aten" if bf16 else "auto"))
-                if not bf16 and not kernels.available(args.device):
-                    also = None
+                also = None if not bf16 and not kernels.available(args.device) else (
+                    lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=bf16,
+                                           linear="aten" if bf16 else "auto"))
                 ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
                                          precision=precision)
                 ratio = [a / b for a, b in zip(ours, ref)]
                 rates = matmul_rates(shapes, batch, args.device, torch.bfloat16 if bf16 else torch.float32)
                 peak = max(rates)
                 eff = [6 * params * s / 1e9 for s in ours]
+                pct = 100 * float(np.median(eff)) / peak
                 if precision == "float32":
-                    goals.append((name, batch, min(ratio), float(np.median(ratio)),
-                                  100 * float(np.median(eff)) / peak))
+                    goals.append((name, batch, min(ratio), float(np.median(ratio)), pct))
                 lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
                              f"{mmm(amp) if amp else '—'} | {' / '.join(f'{r:.1f}' for r in rates)} | {mmm(eff)} | "
-                             f"{100 * float(np.median(eff)) / peak:.0f} % |")
+                             f"{pct:.0f} % |")
                 print(lines[-1], flush=True)
     lines += ["", goal_lines(goals)]
     lines += ["", "float32 rows: aecore's matrix products run on oneDNN (`aecore.kernels`; `AECORE_LINEAR=aten` "
