@@ -1,9 +1,13 @@
 """Dense layers y = x Wᵀ + b on the fastest float32 matrix product this CPU has.
 
-PyTorch's CPU build sends float32 ``F.linear`` and ``torch.mm`` to MKL's sgemm. On this
-project's AMD EPYC (AVX-512) MKL ran single autoencoder layers (batch 256) at 190-210 GFLOP/s
+PyTorch's CPU build sends float32 ``F.linear`` and ``torch.mm`` to MKL's sgemm. On a Zen 5
+AMD EPYC (512-bit FMA units) MKL ran single autoencoder layers (batch 256) at 190-210 GFLOP/s
 while oneDNN, which torch also ships, ran the same float32 products at 370-480 GFLOP/s, with
-the same error against a float64 product (bench/training.py measures both per model).
+the same error against a float64 product. On a Zen 4 EPYC (256-bit units) the two ran nearly
+alike (MKL 100-195, oneDNN 107-213 GFLOP/s on 1-2 threads), and the weight gradient of a wide
+output layer, whose gᵀ oneDNN copies first, was slower on oneDNN (760 vs 520 µs for 784 x 256
+at batch 256); the rules below were tuned on the Zen 5 host. bench/training.py measures both
+kernels per model on the machine it runs on.
 ``linear`` uses oneDNN for 2-D float32 inputs on the CPU, forward and backward, when the
 product is big enough to gain (``MIN_MACS``), and ``F.linear`` everywhere else (small layers,
 other devices, autocast, bfloat16). Its backward is first-order only: no model here

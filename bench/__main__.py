@@ -43,6 +43,14 @@ def _blocks(text: str) -> dict[str, str]:
             for m in re.finditer(r"<!-- bench:([\w-]+) -->\n(.*?)<!-- /bench:\1 -->", text, re.S)}
 
 
+def _header_machine(text: str) -> str | None:
+    """The machine line under an existing BENCHMARKS.md's title."""
+    for line in text.splitlines()[:6]:
+        if line.startswith("CPU: "):
+            return line
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -89,11 +97,17 @@ def main(argv=None) -> int:
                          "measures aecore's Trainer, the reference loop and a CUDA-graph bound on CUDA, then "
                          "`python -m bench --no-run --only <parts>` puts its tables here.\n")
     merged = {**old, **blocks}
-    order = [*PARTS, "gpu"]
-    sections = ["# Benchmarks", "", machine_line(), "",
+    # a block named "<part>-<label>" (say, one part's table from another machine, kept by hand)
+    # follows its part's own
+    order = [n for p in [*PARTS, "gpu"] for n in [p, *sorted(k for k in merged if k.startswith(p + "-"))]]
+    # the header names the machine of the sections that do not name their own: on a partial run
+    # those came from the earlier run, so its line stays
+    header = _header_machine(target.read_text()) if old else None
+    sections = ["# Benchmarks", "", header or machine_line(), "",
                 "Made by `python -m bench`" + (" --quick" if args.quick else "") + ". Each section below is one "
                 "part's own output (bench/out/); run a part alone with `python -m bench.<part>`; "
-                "`--only a,b` replaces only those parts' sections here.", ""]
+                "`--only a,b` replaces only those parts' sections here. A section that names its machine "
+                "was measured there; the others on the machine above.", ""]
     for name in order + sorted(set(merged) - set(order)):
         if name in merged:
             sections += [f"<!-- bench:{name} -->", merged[name].rstrip(), f"<!-- /bench:{name} -->", ""]

@@ -13,17 +13,58 @@ import numpy as np
 OUT = Path(os.environ.get("AECORE_BENCH_OUT") or Path(__file__).resolve().parent / "out")
 
 
+# AMD's x86 family numbers -> core generation (family 25 holds both Zen 3 and Zen 4, told apart
+# by model ranges). A cloud VM often names its CPU only "AMD EPYC", yet the generation decides
+# which float32 kernel wins: on Zen 4 (256-bit FMA units) oneDNN and MKL ran this project's
+# layers at about the same rate, on Zen 5 (512-bit) oneDNN ran them twice as fast.
+_ZEN4_MODELS = (range(0x10, 0x20), range(0x60, 0x80), range(0xA0, 0xB0))
+
+
+def _amd_generation(family: int, model: int) -> str | None:
+    if family == 23:
+        return "Zen 2" if model >= 0x30 else "Zen/Zen+"
+    if family == 25:
+        return "Zen 4" if any(model in r for r in _ZEN4_MODELS) else "Zen 3"
+    if family == 26:
+        return "Zen 5"
+    return None
+
+
+def cpu_description(cpuinfo: str) -> str:
+    """The CPU's name from /proc/cpuinfo's text, with what decides kernel speed: x86 family and
+    model (for AMD also the core generation) and the vector extensions."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    extra = []
+    try:
+        family, model = int(fields["cpu family"]), int(fields["model"])
+    except (KeyError, ValueError):
+        family = model = None
+    if family is not None:
+        gen = _amd_generation(family, model) if fields.get("vendor_id") == "AuthenticAMD" else None
+        extra.append(f"x86 family {family} model {model}" + (f": {gen}" if gen else ""))
+    flags = set(fields.get("flags", "").split())
+    isa = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"),
+                                     ("amx_tile", "AMX")) if flag in flags]
+    if isa:
+        extra.append(", ".join(isa))
+    return f"{name} ({'; '.join(extra)})" if extra else name
+
+
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = cpu_description(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
+        cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "gpu": gpu, "python": platform.python_version()}

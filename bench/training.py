@@ -212,7 +212,9 @@ def main(argv=None) -> int:
               "gains. bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
               "losses in float32) against the float32 canonical loop; the third column is that loop with "
               "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "
-              "trained both ways)."]
+              "trained both ways).", "",
+              "How much oneDNN gains over the default kernel depends on the CPU: the matmul column gives both "
+              "kernels' rates on this machine, and the float32 goals follow them."]
     text = "\n".join(lines)
     print(text)
     write(f"training-{args.device}", text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -100,3 +101,52 @@ def test_the_training_goals_are_judged_on_the_worst_repeat_and_every_batch_256_r
     assert "float32: not met** (the lowest of any repeat: 1.29" in text
     assert "batch 256: not met** (a 80 %, b 60 %)" in text  # 59.6 rounds to 60 in print, still short
     assert goal_lines([]) == "Goals: no float32 rows in this run."
+
+
+GENOA = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: something else
+"""
+
+
+def test_the_machine_line_names_the_cpu_generation_a_bare_cloud_name_hides():
+    from bench.common import cpu_description
+
+    # the first processor's block only; family 25 model 17 is Genoa (Zen 4), not Zen 3
+    assert cpu_description(GENOA) == "AMD EPYC (x86 family 25 model 17: Zen 4; AVX2, AVX-512, AVX512-BF16)"
+    assert "family 25 model 1: Zen 3" in cpu_description(GENOA.replace("model\t\t: 17", "model\t\t: 1", 1))
+    turin = GENOA.replace("cpu family\t: 25", "cpu family\t: 26", 1)
+    assert "family 26 model 17: Zen 5" in cpu_description(turin)
+    intel = GENOA.replace("AuthenticAMD", "GenuineIntel", 1).replace("model name\t: AMD EPYC", "model name\t: Xeon", 1)
+    assert cpu_description(intel).startswith("Xeon (x86 family 25 model 17; AVX2")  # no AMD generation guessed
+    assert cpu_description("processor\t: 0\nmodel name\t: Neoverse\n") == "Neoverse"  # no family, no flags
+
+
+def test_a_partial_run_keeps_the_header_machine_and_puts_labelled_blocks_after_their_part(tmp_path, monkeypatch):
+    import bench.__main__ as bm
+
+    target = tmp_path / "BENCHMARKS.md"
+    target.write_text("# Benchmarks\n\nCPU: the earlier machine\n\n"
+                      "<!-- bench:gpu -->\n## GPU\nold gpu\n<!-- /bench:gpu -->\n\n"
+                      "<!-- bench:training-zen5 -->\n## T on Zen 5\nkept\n<!-- /bench:training-zen5 -->\n\n"
+                      "<!-- bench:recsys -->\n## R\nold recsys\n<!-- /bench:recsys -->\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "training-cpu.md").write_text("# Training loop speed (cpu)\n\nCPU: this machine\nnew table\n")
+    monkeypatch.setattr(bm, "ROOT", tmp_path)
+    monkeypatch.setattr(bm, "OUT", out)
+    assert bm.main(["--no-run", "--only", "training"]) == 0
+    text = target.read_text()
+    assert text.splitlines()[2] == "CPU: the earlier machine"  # the sections not rerun came from it
+    names = re.findall(r"<!-- bench:([\w-]+) -->", text)
+    assert names == ["training", "training-zen5", "recsys", "gpu"]
+    assert "new table" in text and "kept" in text and "old recsys" in text
