@@ -883,3 +883,75 @@ def test_popularity_offers_the_most_rated_items_and_the_global_mean_ranks_nothin
     assert np.argmax(pop.fold_in([1], [5.0])) == 2
     flat = topn_metrics(make("global-mean").fit(train), train, test, k=1)
     assert math.isnan(flat["recall@1"]) and math.isnan(flat["ndcg@1"]) and flat["n_users_topn"] == 2
+
+
+# ----------------------------------------------------------------------------- stopping (Ctrl-C)
+class StopAt:
+    """A stop event that sets itself when the progress row ``when(row)`` comes (as Ctrl-C would then)."""
+
+    def __init__(self, when):
+        self.when, self.rows, self._set = when, [], False
+
+    def __call__(self, row):
+        self.rows.append(row)
+        self._set = self._set or bool(self.when(row))
+
+    def is_set(self):
+        return self._set
+
+
+def test_a_stop_ends_each_model_after_the_current_epoch_and_keeps_what_it_learned():
+    data = low_rank_data(n_users=80, n_items=50, observed=0.3)
+    for name, params in (("cdae", dict(hidden=8, epochs=50, patience=50, threads=1)),
+                         ("mdacf", dict(factors=4, iterations=50)),
+                         ("biased-mf", dict(factors=4, epochs=50)),
+                         ("autorec-item", dict(hidden=8, epochs=50, patience=50, ensemble=1, threads=1))):
+        stop = StopAt(lambda row: row["epoch"] == 3)
+        model = make(name, **params).fit(data.train, data, progress=stop, stop=stop)
+        assert model.stopped_ and len(stop.rows) == 3, (name, stop.rows)
+        scores = model.score_users(np.arange(5))
+        assert np.isfinite(scores).all(), name
+        if model.predicts_ratings:
+            assert np.isfinite(model.predict(data.test.user, data.test.item)).all(), name
+        untouched = make(name, **{**params, ("iterations" if name == "mdacf" else "epochs"): 3}).fit(data.train, data)
+        assert not untouched.stopped_
+        if name == "biased-mf":  # stopped after 3 of 50 epochs = 3 epochs: the very same model
+            np.testing.assert_array_equal(model.p_, untouched.p_)
+
+
+def test_a_stopped_autorec_keeps_its_finished_networks_and_skips_the_rest():
+    data = low_rank_data(n_users=80, n_items=50, observed=0.3)
+    common = dict(hidden=8, reg=1.0, epochs=40, lr=1e-2, patience=40, threads=1, seed=3)
+    # stopped while network 1 chooses its epochs: no refit, no network 2; network 1's selection net is the model
+    stop = StopAt(lambda row: row["phase"] == "select 1/2" and row["epoch"] == 4)
+    m = make("autorec-item", ensemble=2, **common).fit(data.train, data, progress=stop, stop=stop)
+    assert m.stopped_ and [r["phase"] for r in m.history_] == ["select 1/2"] * 4 and not m.member_histories_
+    assert m.codes_.shape[1] == 8 and len(m.best_epochs_) == 1
+    assert m.best_epoch_ == min(m.history_, key=lambda r: r["valid_rmse"])["epoch"]
+    assert np.isfinite(m.predict(data.test.user, data.test.item)).all()
+    # stopped while network 2 chooses: the ensemble is network 1 alone, exactly as trained without a stop
+    stop = StopAt(lambda row: row["phase"] == "select 2/2" and row["epoch"] == 2)
+    m = make("autorec-item", ensemble=2, **common).fit(data.train, data, progress=stop, stop=stop)
+    one = make("autorec-item", ensemble=1, **common).fit(data.train, data)
+    assert m.stopped_ and m.codes_.shape[1] == 8 and m.best_epochs_ == [one.best_epoch_]
+    u, i = data.test.user, data.test.item
+    np.testing.assert_allclose(m._predict_raw(u, i), one._predict_raw(u, i), rtol=1e-5, atol=1e-5)
+
+
+def test_ctrl_c_stops_recommend_evaluates_the_model_so_far_and_skips_the_baselines(tmp_path):
+    from interrupt import interrupt
+
+    csv = small_csv(tmp_path)
+    code, lines, err = interrupt(["recommend", "--ratings-csv", str(csv), "--model", "autorec-item", "--hidden", "8",
+                                  "--epochs", "100000", "--patience", "100000", "--ensemble", "1", "--threads", "1",
+                                  "--baselines", "--json"],
+                                 ready=lambda line: line.get("event") == "epoch" and line["epoch"] >= 2)
+    assert code == 130, err
+    assert "aecore recommend: SIGINT: stopping training after the current epoch" in err and "Traceback" not in err
+    last = lines[-1]
+    epochs = [x for x in lines if x.get("event") == "epoch"]
+    assert last["event"] == "finished" and last["stopped"] is True and 2 <= last["epochs"] < 100000
+    assert epochs[-1]["epoch"] == last["epochs"] and 1 <= last["best_epoch"] <= last["epochs"]
+    assert math.isfinite(last["rmse"]) and 0 <= last["recall@10"] <= 1
+    assert last["baselines"] == {} and set(last["baselines_skipped"]) >= {"global-mean", "biased-mf"}
+    assert set(last["baselines_skipped"].values()) == {"training was stopped"}

@@ -1,7 +1,9 @@
 """What every recommender shares: the registry, validated configs, and the fallback rule.
 
-A recommender is scikit-learn-shaped: ``fit(train, data=None, progress=None)`` returns self,
-fitted attributes end in ``_``. Two ways to ask it:
+A recommender is scikit-learn-shaped: ``fit(train, data=None, progress=None, stop=None)``
+returns self, fitted attributes end in ``_``. ``stop`` (a ``threading.Event``; Ctrl-C in
+``aecore recommend``) ends training after the current epoch; the model is then what it has
+learned so far, and ``stopped_`` says so. Two ways to ask it:
 
 * ``predict(users, items)`` -> (n,) ratings for index pairs, clipped to the rating range;
 * ``score_users(users)`` -> (B, M) scores of every item for a batch of users (ratings for
@@ -97,9 +99,11 @@ class Recommender:
         self.config = config if config is not None else self.Config()
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, train: Ratings, data: RatingsData | None = None, progress: Progress | None = None):
+    def fit(self, train: Ratings, data: RatingsData | None = None, progress: Progress | None = None,
+            stop=None):
         """Fit on ``train``; ``data`` supplies side information (genres, demographics) and the
-        rating range (else the range of ``train``). Returns self."""
+        rating range (else the range of ``train``). Once ``stop`` (an object with ``is_set()``)
+        is set, training ends after the current epoch and ``stopped_`` is True. Returns self."""
         from .baselines import BiasedBaseline
 
         if len(train) == 0:
@@ -112,9 +116,19 @@ class Recommender:
         self.known_items_ = train.item_counts() > 0
         self.baseline_ = self if isinstance(self, BiasedBaseline) else BiasedBaseline().fit_biases(train)
         self.history_: list[dict] = []
-        self._fit(train, data, progress)
+        self._stop = stop
+        try:
+            self._fit(train, data, progress)
+        finally:
+            self._stop = None
+        self.stopped_ = stop is not None and stop.is_set()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _stopping(self) -> bool:
+        """Whether ``fit``'s caller asked training to end (checked by the models after each epoch)."""
+        stop = getattr(self, "_stop", None)
+        return stop is not None and stop.is_set()
 
     def _fit(self, train: Ratings, data: RatingsData | None, progress: Progress | None) -> None:
         raise NotImplementedError

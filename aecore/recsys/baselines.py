@@ -183,6 +183,8 @@ class BiasedMF(Recommender):
                    self.p_, self.q_, c.lr, c.reg)
             if progress:
                 progress({"epoch": e + 1, "epochs": c.epochs})
+            if self._stopping():
+                break
 
     def _predict_raw(self, users, items):
         return self.mu_ + self.bu_[users] + self.bi_[items] + np.einsum("nk,nk->n", self.p_[users], self.q_[items])

@@ -106,17 +106,19 @@ def _model_params(args, model: str) -> dict:
     return params
 
 
-def _fit_and_evaluate(model, data, k, threshold, progress=None) -> dict:
+def _fit_and_evaluate(model, data, k, threshold, progress=None, stop=None) -> dict:
     from .evaluate import evaluate
 
     t0 = time.perf_counter()
-    model.fit(data.train, data, progress=progress)
+    model.fit(data.train, data, progress=progress, stop=stop)
     metrics = evaluate(model, data, k=k, threshold=threshold)
     out = {key: metrics[key] for key in ("rmse", "mae", f"recall@{k}", f"ndcg@{k}")}
     out["seconds"] = time.perf_counter() - t0
     out["fit_seconds"] = model.fit_seconds_
     if getattr(model, "best_epoch_", None):
         out["best_epoch"] = int(model.best_epoch_)
+    if model.stopped_:  # (network 1's epoch rows for an AutoRec ensemble: its selection and refit)
+        out.update(stopped=True, epochs=len(model.history_))
     return out
 
 
@@ -157,24 +159,38 @@ def run(args) -> int:
                               if isinstance(v, float) and k not in ("epoch",))
             print(f"{args.model} epoch {row.get('epoch')}/{row.get('epochs')}  {extra}", file=sys.stderr)
 
+    from ..cli import StopOnSignal
+
     k = args.k
-    summary = {"event": "finished", "model": args.model, "dataset": data.name, "split": data.split,
-               **_fit_and_evaluate(model, data, k, args.threshold, progress),
-               "n_users": data.n_users, "n_items": data.n_items, "n_train": len(data.train),
-               "n_test": len(data.test), "skipped": dict(data.skipped), "config": model.config.to_dict()}
-    if args.baselines:
-        summary["baselines"] = {}
-        for name in model_names(baselines=True):
-            if name == "surprise-svd" and not surprise_available():
-                summary.setdefault("baselines_skipped", {})[name] = "scikit-surprise is not installed"
-                continue
-            params = {"seed": args.seed} if "seed" in make(name).config.to_dict() else {}
-            summary["baselines"][name] = _fit_and_evaluate(make(name, **params), data, k, args.threshold)
+    # the first Ctrl-C or SIGTERM ends training after the current epoch; the model so far is
+    # evaluated as usual, the baselines not yet fitted are skipped, and the exit status is 128 +
+    # the signal's number; a second signal aborts at once
+    with StopOnSignal(what="aecore recommend", doing="stopping training after the current epoch; the model "
+                      "trained so far will be evaluated") as signals:
+        summary = {"event": "finished", "model": args.model, "dataset": data.name, "split": data.split,
+                   **_fit_and_evaluate(model, data, k, args.threshold, progress, stop=signals.stop),
+                   "n_users": data.n_users, "n_items": data.n_items, "n_train": len(data.train),
+                   "n_test": len(data.test), "skipped": dict(data.skipped), "config": model.config.to_dict()}
+        if args.baselines:
+            summary["baselines"] = {}
+            for name in model_names(baselines=True):
+                why = ("training was stopped" if signals.stopped else
+                       "scikit-surprise is not installed" if name == "surprise-svd" and not surprise_available()
+                       else None)
+                if why:
+                    summary.setdefault("baselines_skipped", {})[name] = why
+                    continue
+                params = {"seed": args.seed} if "seed" in make(name).config.to_dict() else {}
+                summary["baselines"][name] = _fit_and_evaluate(make(name, **params), data, k, args.threshold,
+                                                               stop=signals.stop)
     if args.json:
         _emit(summary)
     else:
         _print_table(summary, k)
-    return 0
+        for name, m in [(args.model, summary), *summary.get("baselines", {}).items()]:
+            if m.get("stopped"):
+                print(f"{name}: stopped after {m['epochs']} epoch(s)")
+    return signals.exit_code
 
 
 def _print_table(summary: dict, k: int) -> None:

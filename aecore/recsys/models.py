@@ -396,15 +396,19 @@ class _AutoRec(_NetWeights, Recommender):
                 fit_offset = valid_base if c.residual else None
                 net = self._train(fit_part, valid, c.epochs, progress, "select" + tag, seed, log, fit_offset,
                                   valid_base)
+                if self._stopping() and k > 0:
+                    break  # stopped while choosing: the ensemble is the networks already finished
                 chosen.append((self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_))
-                if c.refit:  # the chosen number of epochs again, from scratch, on every training rating
+                if c.refit and not self._stopping():  # the chosen epochs again, from scratch, on all ratings
                     net = self._train(train, None, self.best_epoch_, progress, "refit" + tag, seed, log, offset)
                 else:  # the selection network is kept, with the offset it learned the residuals of
-                    kept_offsets.append(fit_offset)
+                    kept_offsets.append(fit_offset)  # (stopped: only network 1, kept alone)
             else:
                 net = self._train(train, None, c.epochs, progress, "train" + tag, seed, log, offset)
-                chosen.append((c.epochs, math.nan, math.nan))
+                chosen.append((len(log), math.nan, math.nan))  # (fewer than c.epochs when stopped)
             nets.append(net)
+            if self._stopping():
+                break  # the networks still to come are not trained
         if c.residual and kept_offsets:
             # the ensemble's prediction is the mean of (network k + offset k) = the mean network + the
             # mean offset, and a mean of biased baselines is the baseline of the mean mu, b_u and b_i
@@ -547,7 +551,7 @@ class _AutoRec(_NetWeights, Recommender):
             log.append(row)
             if progress:
                 progress(dict(row, epochs=epochs, best_epoch=best[1] or epoch))
-            if stop:
+            if stop or self._stopping():
                 break
         if valid is not None:
             net.load_state_dict(best[2])
@@ -794,6 +798,8 @@ class CDAE(_NetWeights, Recommender):
             self.history_.append(row)
             if progress:
                 progress(dict(row, epochs=c.epochs, best_epoch=best[1] or epoch))
+            if self._stopping():
+                break
         if best[2] is not None:
             net.load_state_dict(best[2])
         self.best_epoch_ = best[1] or len(self.history_)
@@ -975,7 +981,9 @@ class MDACF(Recommender):
             self.history_.append(row)
             if progress:
                 progress(dict(row, epochs=c.iterations))
-        self.best_epoch_ = best[1] or c.iterations
+            if self._stopping():  # (the refit below is closed-form and runs even then)
+                break
+        self.best_epoch_ = best[1] or len(self.history_)
         if valid is not None:
             # refit on all training ratings for the chosen number of iterations (closed form: cheap)
             full = MDACF(dataclasses.replace(c, valid_fraction=0.0, iterations=self.best_epoch_)).fit(train, data)
