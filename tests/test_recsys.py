@@ -933,7 +933,7 @@ def test_a_stopped_autorec_keeps_its_finished_networks_and_skips_the_rest():
     stop = StopAt(lambda row: row["phase"] == "select 2/2" and row["epoch"] == 2)
     m = make("autorec-item", ensemble=2, **common).fit(data.train, data, progress=stop, stop=stop)
     one = make("autorec-item", ensemble=1, **common).fit(data.train, data)
-    assert m.stopped_ and m.codes_.shape[1] == 8 and m.best_epochs_ == [one.best_epoch_]
+    assert m.stopped_ and m.codes_.shape[1] == 8 and m.best_epochs_ == [one.best_epoch_] and not m.member_histories_
     u, i = data.test.user, data.test.item
     np.testing.assert_allclose(m._predict_raw(u, i), one._predict_raw(u, i), rtol=1e-5, atol=1e-5)
 

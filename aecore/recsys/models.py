@@ -396,19 +396,25 @@ class _AutoRec(_NetWeights, Recommender):
                 fit_offset = valid_base if c.residual else None
                 net = self._train(fit_part, valid, c.epochs, progress, "select" + tag, seed, log, fit_offset,
                                   valid_base)
-                if self._stopping() and k > 0:
-                    break  # stopped while choosing: the ensemble is the networks already finished
-                chosen.append((self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_))
-                if c.refit and not self._stopping():  # the chosen epochs again, from scratch, on all ratings
+                choice = (self.best_epoch_, self.best_valid_rmse_, self.best_epoch_seconds_)
+                # the chosen epochs again, from scratch, on every training rating; else (or when
+                # stopped while choosing) the selection network is kept, with the offset it learned
+                # the residuals of
+                kept = not c.refit or self._stopping()
+                if not kept:
                     net = self._train(train, None, self.best_epoch_, progress, "refit" + tag, seed, log, offset)
-                else:  # the selection network is kept, with the offset it learned the residuals of
-                    kept_offsets.append(fit_offset)  # (stopped: only network 1, kept alone)
             else:
                 net = self._train(train, None, c.epochs, progress, "train" + tag, seed, log, offset)
-                chosen.append((len(log), math.nan, math.nan))  # (fewer than c.epochs when stopped)
+                choice, kept = (len(log), math.nan, math.nan), False  # (fewer than c.epochs when stopped)
+            if self._stopping() and k > 0:  # network k was cut short: the ensemble is the finished ones
+                self.member_histories_.pop()
+                break
+            chosen.append(choice)
             nets.append(net)
+            if kept:
+                kept_offsets.append(fit_offset)
             if self._stopping():
-                break  # the networks still to come are not trained
+                break  # network 1, cut short, is the model; the others are not trained
         if c.residual and kept_offsets:
             # the ensemble's prediction is the mean of (network k + offset k) = the mean network + the
             # mean offset, and a mean of biased baselines is the baseline of the mean mu, b_u and b_i
