@@ -27,7 +27,7 @@ PARTS = {
     "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "300"], ["dashboard.md", "dashboard-nice.md"]),
     "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean", "--no-select"], ["recsys.md"]),
     "documents": ([], ["--epochs", "1"], ["documents.md"]),
-    "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000"],
+    "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000", "--repeats", "1"],
                  ["pretrain.md"]),
     "growth": ([], ["--quick", "--skip-server"], ["growth.md", "growth-server.md"]),
 }
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         rc = subprocess.call(cmd, cwd=ROOT)
         status[part] = (rc, time.perf_counter() - t)
+        print(f"== {part}: exit code {rc}, {status[part][1]:.0f} s", flush=True)
     blocks = {}  # part -> its section(s), between markers so that a partial run replaces only its own
     for part in parts:
         body = []
