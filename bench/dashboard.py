@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, FIGURES_JS, Server  # noqa: E402
 
-from .common import OUT, mmm  # noqa: E402
+from .common import OUT, machine_line, mmm  # noqa: E402
 
 
 def cli_throughput(args) -> float:
@@ -34,7 +34,10 @@ def cli_throughput(args) -> float:
     return json.loads(out.strip().splitlines()[-1])["samples_per_second"]
 
 
-def page_run(page, server, args, job_no: int) -> dict:
+def page_run(page, server, args, job_no: int, poll: float = 0.03) -> dict:
+    """Train from the page and watch it: the figures are read every ``poll`` seconds (often, to
+    time the first point and the refreshes; seldom, so that the harness itself takes no CPU from
+    the training it times)."""
     page.goto(f"{server.url}/?variant={args.variant}&K={args.k}&epochs={args.epochs}&lr=0.01&batch=64")
     button = page.get_by_role("button", name="Train", exact=True)
     button.wait_for(timeout=60_000)
@@ -59,11 +62,23 @@ def page_run(page, server, args, job_no: int) -> dict:
             t_fin = t_fin or now
             if first_point is not None or now - t_fin > 3:
                 break
-        time.sleep(0.03)
+        time.sleep(poll)
     # the live window: from the first point to the last change seen while training
     window = (t_sig[-2] - t_sig[0]) if len(t_sig) > 2 else float("nan")
     refresh = (len(t_sig) - 2) / window if len(t_sig) > 2 and window > 0 else float("nan")
     return {"first_point_s": first_point if first_point is not None else float("nan"), "refresh_per_s": refresh}
+
+
+def _new_metrics(runs: Path, seen: set, timeout: float = 30.0) -> Path:
+    """The metrics.json of the one run saved since ``seen`` (waiting for it to be written)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        new = set(runs.glob("*/metrics.json")) - seen
+        if len(new) == 1:
+            return new.pop()
+        if len(new) > 1 or time.perf_counter() > deadline:
+            raise RuntimeError(f"expected one new run in {runs}, found {len(new)}")
+        time.sleep(0.2)
 
 
 def main(argv=None) -> int:
@@ -80,7 +95,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="aecore-bench-"))
     rows = {"server_ready_s": [], "first_paint_s": [], "cold_first_point_s": [], "first_point_s": [], "refresh_per_s": [],
-            "page_samples_per_s": [], "cli_samples_per_s": []}
+            "page_samples_per_s": [], "polled_samples_per_s": [], "cli_samples_per_s": []}
     with sync_playwright() as pw:
         exe = CHROMIUM
         if args.nice_browser:
@@ -100,12 +115,19 @@ def main(argv=None) -> int:
                 rows["first_paint_s"].append(time.perf_counter() - t0)
                 cold = page_run(page, server, argparse.Namespace(**{**vars(args), "epochs": 20}), 1)
                 rows["cold_first_point_s"].append(cold["first_point_s"])
+                runs = tmp / f"s{r}" / "runs"
+                done = set(runs.glob("*/metrics.json"))
                 res = page_run(page, server, args, 2)
                 rows["first_point_s"].append(res["first_point_s"])
                 rows["refresh_per_s"].append(res["refresh_per_s"])
-                metrics = [json.loads(m.read_text()) for m in (tmp / f"s{r}" / "runs").glob("*/metrics.json")]
-                longest = max(metrics, key=lambda m: m["steps"])  # the measured run, not the warm-up
-                rows["page_samples_per_s"].append(longest["samples_per_second"])
+                polled = _new_metrics(runs, done)
+                rows["polled_samples_per_s"].append(json.loads(polled.read_text())["samples_per_second"])
+                # the same run again with the harness looking once a second: the throughput of a
+                # page that someone watches, not of a page read 33 times a second by a test driver
+                done.add(polled)
+                page_run(page, server, args, 3, poll=1.0)
+                quiet = _new_metrics(runs, done)
+                rows["page_samples_per_s"].append(json.loads(quiet.read_text())["samples_per_second"])
                 page.close()
             finally:
                 server.stop()
@@ -113,10 +135,11 @@ def main(argv=None) -> int:
         browser.close()
 
     ratio = [p / c for p, c in zip(rows["page_samples_per_s"], rows["cli_samples_per_s"])]
+    polled_ratio = [p / c for p, c in zip(rows["polled_samples_per_s"], rows["cli_samples_per_s"])]
     where = "Chromium niced to 19 (as if on another machine)" if args.nice_browser else \
         "Chromium on the same 2 cores at normal priority"
     lines = [f"# Dashboard speed ({args.variant}, K={args.k}, digits, {args.epochs} epochs, batch 64; "
-             f"{args.repeats} repeats, min / median / max; {where})", "",
+             f"{args.repeats} repeats, min / median / max; {where})", "", machine_line(), "",
              "| measure | value | goal |", "| --- | ---: | --- |",
              f"| server start to healthy (s) | {mmm(rows['server_ready_s'])} | |",
              f"| page load to first paint (s) | {mmm(rows['first_paint_s'])} | |",
@@ -125,7 +148,10 @@ def main(argv=None) -> int:
              f"| live refreshes per second | {mmm(rows['refresh_per_s'])} | >= 2 |",
              f"| samples/s, page open | {mmm(rows['page_samples_per_s'])} | |",
              f"| samples/s, CLI | {mmm(rows['cli_samples_per_s'])} | |",
-             f"| page / CLI throughput | {mmm(ratio)} | >= 0.85 |"]
+             f"| page / CLI throughput | {mmm(ratio)} | >= 0.85 |",
+             f"| samples/s, page open and the harness reading its figures every 30 ms | "
+             f"{mmm(rows['polled_samples_per_s'])} | |",
+             f"| the same / CLI | {mmm(polled_ratio)} | |"]
     text = "\n".join(lines)
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
