@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     gpu = [OUT / n for n in GPU_FILES if (OUT / n).exists()]
     if gpu:
         blocks["gpu"] = "\n".join(path.read_text().replace("# ", "## ", 1) for path in gpu).rstrip() + "\n"
-    old = _blocks(target.read_text()) if target.exists() and set(parts) != set(PARTS) else {}
+    earlier = target.read_text() if target.exists() and set(parts) != set(PARTS) else ""
+    old = _blocks(earlier)
     if "gpu" not in blocks and "gpu" not in old:
         blocks["gpu"] = ("## GPU\n\nNot yet measured: no GPU was available to this project's sessions so far. "
                          "`bash bench/gpu.sh` (torch, numpy, scikit-learn and safetensors only; under 5 minutes) "
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     order = [n for p in [*PARTS, "gpu"] for n in [p, *sorted(k for k in merged if k.startswith(p + "-"))]]
     # the header names the machine of the sections that do not name their own: on a partial run
     # those came from the earlier run, so its line stays
-    header = _header_machine(target.read_text()) if old else None
+    header = _header_machine(earlier)
     sections = ["# Benchmarks", "", header or machine_line(), "",
                 "Made by `python -m bench`" + (" --quick" if args.quick else "") + ". Each section below is one "
                 "part's own output (bench/out/); run a part alone with `python -m bench.<part>`; "
