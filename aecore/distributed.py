@@ -145,6 +145,10 @@ class DistributedTrainer(Trainer):
         self._control = None  # the group the stop flags go through (None: the default, gloo, group)
         self._pending = None  # (work, flag) of the stop flags' all-reduce in flight
 
+    def graph_reason(self, model, device, noisy):
+        # DistributedDataParallel all-reduces gradients from hooks as backward runs: not captured here
+        return "distributed training (DistributedDataParallel's gradient all-reduce is not captured)"
+
     def _should_stop(self, step: int) -> bool:
         # every STOP_CHECK_STEPS steps: read the all-reduce of the flags sent the previous time
         # (done by now, so no rank waits for it) and send this rank's flag for the next time

@@ -4,7 +4,9 @@ It knows nothing about a particular variant: it asks the model for its named los
 (``loss_terms``) and their weights (``loss_weights``), sums them, and logs every key.
 Data sits on the device as one tensor and is sliced by shuffled indices; loss terms are
 accumulated on the device and read back only at a wall-clock cadence, so a GPU never waits
-for the host inside the loop.
+for the host inside the loop. On a CUDA GPU a step that draws no random numbers is captured
+once as a CUDA graph and replayed (see ``graph_reason``): one launch per step instead of one
+per kernel, which is what bounds small models there.
 
     for event in Trainer(model_cfg, train_cfg, data).run():
         ...  # Progress | Snapshot | Finished | Failed
@@ -34,7 +36,7 @@ from .models import build_model, start_output_bias
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
            "fit", "resolve_device", "evaluate", "as_tensor",
            "estimate_memory", "available_memory", "memory_fraction", "memory_check", "is_out_of_memory",
-           "out_of_memory_reason", "release_memory", "MEMORY_FRACTION"]
+           "out_of_memory_reason", "release_memory", "MEMORY_FRACTION", "cuda_graph_setting", "GRAPH_WARMUP"]
 
 
 # --- events ------------------------------------------------------------------------------
@@ -298,16 +300,61 @@ def make_optimizer(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
     return opt_cls(params, **kwargs)
 
 
+# --- CUDA graphs: the whole step (forward, backward, Adam, the loss bookkeeping) as one launch ---
+GRAPH_WARMUP = 3  # eager full-batch steps (on a side stream) before the capture, as torch.cuda.graphs asks
+GRAPH_DEVICES = ("cuda",)
+
+
+def cuda_graph_setting(value: bool | None = None) -> bool:
+    """Whether a CUDA step may be captured: ``value`` if given, else ``$AECORE_CUDA_GRAPH``
+    (1/on, the default; 0/off turns it off for a comparison or a misbehaving driver)."""
+    if value is not None:
+        return bool(value)
+    raw = os.environ.get("AECORE_CUDA_GRAPH", "").strip().lower()
+    if raw in ("", "1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"AECORE_CUDA_GRAPH={raw!r} must be 1 (capture the training step as a CUDA graph) or 0 (do not)")
+
+
+def _capture(fn, device: torch.device):
+    """Capture ``fn`` (which must only write into tensors that outlive it) as a CUDA graph; return
+    what replays it. Capturing records kernels without running them."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def _warmup_stream(device: torch.device):
+    """The side stream warm-up steps run on before a capture (a no-op context off CUDA)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+
+    @contextlib.contextmanager
+    def on_side():
+        with torch.cuda.stream(side):
+            yield
+        torch.cuda.current_stream(device).wait_stream(side)
+    return on_side()
+
+
 class Trainer:
     """Trains ``build_model(model_cfg)`` on ``data`` (an ``aecore.data.Dataset``).
 
     ``stop`` (a ``threading.Event``) ends training within one step; the run then finishes
     with ``stopped=True`` and its metrics. Events are yielded from ``run()``.
+    ``cuda_graph`` (None: ``$AECORE_CUDA_GRAPH``, on by default) lets a CUDA run replay its step as
+    a CUDA graph where ``graph_reason`` allows; ``metrics["cuda_graph"]`` says whether it did and
+    ``graph_note`` why not.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
                  n_show: int = 16, n_codes: int = 1000, min_snapshots: int = 0, eval_each_epoch: bool = False,
-                 memory_fraction: float | None = None):
+                 memory_fraction: float | None = None, cuda_graph: bool | None = None):
         self.model_cfg = model_cfg
         self.train_cfg = train_cfg
         self.data = data
@@ -320,6 +367,8 @@ class Trainer:
         self.eval_each_epoch = eval_each_epoch  # held-out loss after every epoch (an Evaluation event)
         # refuse a run whose estimate exceeds this share of free memory (None: $AECORE_MEMORY_FRACTION; 0: no check)
         self.memory_fraction = memory_fraction
+        self.cuda_graph = cuda_graph  # None: $AECORE_CUDA_GRAPH, read when the run starts
+        self.graph_note = ""  # after a run: why its step was not replayed as a CUDA graph ("" if it was)
 
     def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
         oom = False
@@ -363,18 +412,24 @@ class Trainer:
         steps_per_epoch = math.ceil(n_local / B)
         loss_fn = self._loss_fn(model)
         total_steps = steps_per_epoch * tc.epochs
-        opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
-        opt = make_optimizer(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        amp = mixed_precision(tc.precision, device)
-        weights = model.loss_weights()
-        names = list(weights)
-        w_vec = torch.tensor([weights[n] for n in names], device=device)
-
         # fixed views for snapshots
         xs_np = data.x_test[: self.n_show]
         xs = as_tensor(xs_np, device)
         xs_corrupt = model.corrupt(xs, torch.Generator(device=device).manual_seed(tc.seed + 1))
         noisy = xs_corrupt is not xs
+
+        self.graph_note = self.graph_reason(model, device, noisy) or ""
+        graph_wanted = not self.graph_note
+        opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
+        if graph_wanted:  # Adam's state and its learning rate on the device, so that a graph can step it
+            opt = make_optimizer(opt_cls, model.parameters(), lr=torch.tensor(float(tc.lr), device=device),
+                                 weight_decay=tc.weight_decay, capturable=True)
+        else:
+            opt = make_optimizer(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        amp = mixed_precision(tc.precision, device)
+        weights = model.loss_weights()
+        names = list(weights)
+        w_vec = torch.tensor([weights[n] for n in names], device=device)
         xc = as_tensor(data.x_test[: self.n_codes], device)
         yc = None if data.y_test is None else np.asarray(data.y_test[: self.n_codes])
         pca_basis = None
@@ -439,29 +494,72 @@ class Trainer:
             last_step_reported, last_time_reported = step, now
             return ev
 
+        def record(vec, at):
+            """A step's bookkeeping, in place: a captured graph writes into these same tensors."""
+            first_bad.copy_(torch.where((first_bad < 0) & ~torch.isfinite(vec), at, first_bad))
+            acc.add_(vec)
+            epoch_acc.add_(vec)
+
+        def eager_step(xb):
+            with amp:
+                terms = loss_fn(xb, generator=gen)
+            vec = torch.stack([terms[n] for n in names]) * w_vec
+            # with a graph the gradients stay where the graph reads and writes them
+            opt.zero_grad(set_to_none=not graph_wanted)
+            vec.sum().backward()
+            opt.step()
+            record(vec.detach(), step)
+
+        replay = None  # the captured step, once there is one
+        lr_on_device = graph_wanted
+        if graph_wanted:
+            static_x = x[:B].clone()  # each replay's batch is gathered into this
+            step_t = torch.zeros((), dtype=torch.long, device=device)  # the step index, counted on the device
+            lr_t = opt.param_groups[0]["lr"]
+            warm = _warmup_stream(device)
+            warmed = 0
+
+            def graph_step():
+                opt.zero_grad(set_to_none=False)
+                terms = loss_fn(static_x)
+                vec = torch.stack([terms[n] for n in names]) * w_vec
+                vec.sum().backward()
+                opt.step()
+                record(vec.detach(), step_t)
+                step_t.add_(1)
+
         for epoch in range(tc.epochs):
             perm = self._shard(torch.randperm(N, generator=gen, device=device))
             epoch_acc.zero_()
             for i in range(0, n_local, B):
                 if tc.lr_schedule == "cosine":
-                    for group in opt.param_groups:
-                        group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-                xb = x.index_select(0, perm[i:i + B])  # 3-4x faster than x[idx] on the CPU
-                if tc.augment_shift:
-                    xb = random_shift(xb, data.shape, tc.augment_shift, gen)
-                with amp:
-                    terms = loss_fn(xb, generator=gen)
-                vec = torch.stack([terms[n] for n in names]) * w_vec
-                loss = vec.sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                vec = vec.detach()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(vec), step, first_bad)
-                acc += vec
-                epoch_acc += vec
+                    lr = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+                    if lr_on_device:
+                        lr_t.fill_(lr)
+                    else:
+                        for group in opt.param_groups:
+                            group["lr"] = lr
+                idx = perm[i:i + B]
+                if replay is not None and idx.shape[0] == B:
+                    torch.index_select(x, 0, idx, out=static_x)
+                    replay()
+                else:
+                    xb = x.index_select(0, idx)  # 3-4x faster than x[idx] on the CPU
+                    if tc.augment_shift:
+                        xb = random_shift(xb, data.shape, tc.augment_shift, gen)
+                    if graph_wanted and replay is None and idx.shape[0] == B:
+                        with warm:
+                            eager_step(xb)
+                        warmed += 1
+                    else:
+                        eager_step(xb)
+                    if replay is not None:  # a short last batch between replays: the device's count follows
+                        step_t.fill_(step + 1)
                 acc_steps += 1
                 step += 1
+                if graph_wanted and replay is None and warmed >= GRAPH_WARMUP:
+                    replay = self._start_graph(graph_step, device, step_t, step)
+                    graph_wanted = replay is not None
                 if self._should_stop(step):
                     stopped = True
                     break
@@ -482,6 +580,8 @@ class Trainer:
             epoch_loss = float(epoch_acc.sum()) / steps_per_epoch
             if self.eval_each_epoch:
                 yield self._evaluation(model, data.x_test, epoch + 1, step, weights, device, tc.seed)
+        if device.type == "cuda":  # the time of the work done, not of its launch
+            torch.cuda.synchronize(device)
         now = time.perf_counter()
         if acc_steps:
             ev = progress(now)
@@ -493,9 +593,38 @@ class Trainer:
         metrics = {"variant": mc.variant, "dataset": tc.dataset, "code_size": mc.code_size,
                    "epochs": step / steps_per_epoch, "steps": step, "device": str(device),
                    "seconds": seconds, "samples_per_second": step * B / max(seconds, 1e-9) if step else 0.0,
-                   "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss)}
+                   "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss),
+                   "cuda_graph": replay is not None}
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
         yield Finished(metrics, tuple(history), model, stopped)
+
+    def graph_reason(self, model, device: torch.device, noisy: bool) -> str | None:
+        """Why this run's step cannot be replayed as a CUDA graph (None: it can). A graph replays
+        fixed kernels on fixed tensors, so the step must not draw random numbers (corruption,
+        the VAE's sampling, shifts: their generator state would be frozen into it) nor change
+        its kernels (mixed precision's casts are kept eager here)."""
+        tc = self.train_cfg
+        if device.type not in GRAPH_DEVICES:
+            return f"CUDA graphs are for CUDA GPUs; this run is on {device.type}"
+        if not cuda_graph_setting(self.cuda_graph):
+            return "turned off (cuda_graph=False or AECORE_CUDA_GRAPH=0)"
+        if tc.optimizer != "adam":
+            return f"optimizer {tc.optimizer!r}: the captured step is Adam's (capturable, on the device)"
+        if tc.precision != "float32":
+            return f"precision {tc.precision!r}: the captured step is float32"
+        if noisy or tc.augment_shift or hasattr(model, "elbo"):
+            return "the step draws random numbers (input noise, the VAE's sampling or shifts)"
+        return None
+
+    def _start_graph(self, graph_step, device, step_t, step):
+        """Capture the step; on failure say why (``graph_note``) and go on eagerly."""
+        step_t.fill_(step)
+        try:
+            return _capture(graph_step, device)
+        except Exception as exc:  # noqa: BLE001 - a driver or op that cannot be captured: train eagerly
+            self.graph_note = f"capture failed ({type(exc).__name__}: {str(exc)[:200]}); trained eagerly"
+            warnings.warn(f"CUDA graph {self.graph_note}", RuntimeWarning, stacklevel=2)
+            return None
 
     # --- hooks: here one process trains on every example with the model itself; aecore.distributed
     # overrides them so that each rank trains on its share through a DistributedDataParallel wrapper

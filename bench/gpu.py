@@ -23,7 +23,7 @@ import torch
 from aecore.models import build_model
 
 from .common import machine_line, mmm, mnist, write
-from .training import MODELS, compare, matmul_rates, weight_shapes
+from .training import MODELS, aecore_rate, compare, matmul_rates, weight_shapes
 
 GOAL = 1_000_000  # samples/s, 784-256-784 at batch 256 on an H100-class GPU
 
@@ -70,6 +70,36 @@ def graphed_rate(mc, data, batch: int, steps: int, device: str) -> float:
     return steps * batch / (time.perf_counter() - t)
 
 
+def graph_check(data, device: str) -> str:
+    """The Trainer with and without its CUDA graph on the same run (784-256-784 sigmoid and the
+    deep stack, 3 epochs of 2,000 examples at batch 128, cosine lr, so that a short last batch
+    runs eagerly between replays): whether the graph was used, and how far apart the two runs
+    end. tests/test_cuda_graph.py asserts the same where pytest is installed."""
+    from aecore.config import TrainConfig
+    from aecore.training import Finished, Trainer
+
+    out = []
+    for name in ("784-256-784 sigmoid", "deep 784-1000-500-250-30"):
+        mc = MODELS[name]
+        tc = TrainConfig(epochs=3, batch_size=128, n_train=2000, lr=1e-3, lr_schedule="cosine", device=device,
+                         snapshot_every=1e9, progress_every=0.0)
+        runs = []
+        for graph in (None, False):
+            trainer = Trainer(mc, tc, data, cuda_graph=graph)
+            fin = [ev for ev in trainer.run() if isinstance(ev, Finished)]
+            if not fin:
+                return f"graph check: {name} failed to train"
+            runs.append((fin[0], trainer.graph_note))
+        (g, note), (e, _) = runs
+        dw = max(float((p - q).abs().max()) for p, q in zip(g.model.parameters(), e.model.parameters()))
+        dl = max(abs(a["loss"] - b["loss"]) / max(abs(b["loss"]), 1e-12) for a, b in zip(g.history, e.history))
+        verdict = "same training" if dw < 1e-4 and dl < 1e-4 else "MISMATCH"
+        used = "replayed as a CUDA graph" if g.metrics["cuda_graph"] else f"eager ({note})"
+        out.append(f"- {name}: {used}; against AECORE_CUDA_GRAPH=0, largest weight difference {dw:.2e}, "
+                   f"largest relative loss difference over {len(g.history)} steps {dl:.2e}: **{verdict}**")
+    return "\n".join(["Graph check (the Trainer with and without its CUDA graph):", *out])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3000)
@@ -86,22 +116,30 @@ def main(argv=None) -> int:
     lines = [f"# GPU throughput ({args.device})", "", machine_line(),
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'} on the device; {args.steps} steps "
              f"per measurement, {args.repeats} alternating repeats (min / median / max); TF32 off.", "",
-             "| model | batch | aecore precision | aecore samples/s | reference samples/s | aecore / reference | CUDA graph samples/s | "
-             "aecore / graph | matmul GFLOP/s | trainer % of matmul (6 x params x samples/s) |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "The Trainer replays its step as a CUDA graph where it can (float32, a step without random numbers: "
+             "not the VAE); 'eager' is the same Trainer with AECORE_CUDA_GRAPH=0, 'hand graph' the step captured "
+             "by hand (bench/gpu.py graphed_rate), with no loss bookkeeping: the launch-free limit.", "",
+             "| model | batch | aecore precision | Trainer path | aecore samples/s | reference samples/s | aecore / reference | "
+             "eager Trainer samples/s | hand graph samples/s | aecore / hand graph | matmul GFLOP/s | "
+             "trainer % of matmul (6 x params x samples/s) |",
+             "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, mc in MODELS.items():
         for batch, precision in [(b, pr) for b in map(int, args.batches.split(",")) for pr in args.precisions.split(",")]:
-            def graphed_once():
+            def eager_and_graphed():
+                eager = aecore_rate(mc, data, batch, args.steps, args.device, precision, cuda_graph=False)
                 if not args.device.startswith("cuda") or mc.variant == "vae" or precision != "float32":
-                    return None
+                    return eager, None
                 try:
-                    return graphed_rate(mc, data, batch, args.steps, args.device)
+                    return eager, graphed_rate(mc, data, batch, args.steps, args.device)
                 except Exception as exc:  # noqa: BLE001  (report, keep measuring the rest)
                     print(f"CUDA graph capture failed for {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    return None
+                    return eager, None
 
-            ours, ref, graphed = compare(mc, data, batch, args.steps, args.repeats, args.device, warmup=20,
-                                         also=graphed_once, precision=precision)
+            path: list[str] = []
+            ours, ref, others = compare(mc, data, batch, args.steps, args.repeats, args.device, warmup=20,
+                                        also=eager_and_graphed, precision=precision, path=path)
+            eager = [e for e, _ in others]
+            graphed = [g for _, g in others if g is not None]
             model = build_model(mc, 784)
             params = sum(p.numel() for p in model.parameters())
             peak = max(matmul_rates(weight_shapes(model), batch, args.device,
@@ -109,9 +147,12 @@ def main(argv=None) -> int:
             eff = 6 * params * float(np.median(ours)) / 1e9
             g_cell = mmm(graphed) if graphed else "n/a"
             g_ratio = mmm([a / b for a, b in zip(ours, graphed)]) if graphed else "n/a"
-            lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm([a / b for a, b in zip(ours, ref)])} | "
-                         f"{g_cell} | {g_ratio} | {peak:.0f} | {100 * eff / peak:.0f} % |")
+            lines.append(f"| {name} | {batch} | {precision} | {' / '.join(sorted(set(path)))} | {mmm(ours)} | {mmm(ref)} | "
+                         f"{mmm([a / b for a, b in zip(ours, ref)])} | {mmm(eager)} | {g_cell} | {g_ratio} | "
+                         f"{peak:.0f} | {100 * eff / peak:.0f} % |")
             print(lines[-1], flush=True)
+    lines += ["", graph_check(data, args.device)]
+    print(lines[-1], flush=True)
     lines += ["", f"Goal: at least {GOAL:,} samples/s for 784-256-784 sigmoid at batch 256 on an H100-class GPU."]
     text = "\n".join(lines)
     print(text)

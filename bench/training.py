@@ -48,11 +48,14 @@ def weight_shapes(model) -> list[tuple[int, int]]:
     return [tuple(p.shape) for p in model.parameters() if p.ndim == 2]
 
 
-def aecore_rate(mc, data, batch, steps, device, precision="float32") -> float:
+def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=None, path=None) -> float:
+    """The Trainer's samples/s; ``path`` (a list), if given, gets "CUDA graph" or "eager"."""
     tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, n_train=batch * steps, device=device,
                      precision=precision, snapshot_every=1e9, progress_every=1e9)
-    for ev in Trainer(mc, tc, data).run():
+    for ev in Trainer(mc, tc, data, cuda_graph=cuda_graph).run():
         if isinstance(ev, Finished):
+            if path is not None:
+                path.append("CUDA graph" if ev.metrics.get("cuda_graph") else "eager")
             return ev.metrics["samples_per_second"]
     raise RuntimeError("trainer failed")
 
@@ -92,7 +95,7 @@ def _canonical_loop(model, opt, loader, weights, device, autocast) -> float:
 
 
 def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None,
-            precision: str = "float32"):
+            precision: str = "float32", path=None):
     """aecore's (in ``precision``) and the float32 reference loop's samples/s, alternating after a
     warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds.
     Returns (ours, ref, also) lists."""
@@ -100,7 +103,7 @@ def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup:
     aecore_rate(mc, data, batch, warmup, device, precision)
     reference_rate(mc, data, batch, warmup, device)
     for _ in range(repeats):
-        ours.append(aecore_rate(mc, data, batch, steps, device, precision))
+        ours.append(aecore_rate(mc, data, batch, steps, device, precision, path=path))
         ref.append(reference_rate(mc, data, batch, steps, device))
         if also is not None and (v := also()) is not None:
             other.append(v)
