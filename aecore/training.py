@@ -327,19 +327,28 @@ def _capture(fn, device: torch.device):
     return graph.replay
 
 
-def _warmup_stream(device: torch.device):
-    """The side stream warm-up steps run on before a capture (a no-op context off CUDA)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
+class _SideStream:
+    """A reusable context: the warm-up steps before a capture run on a side stream, as
+    torch.cuda.graphs asks; off CUDA it does nothing."""
 
-    @contextlib.contextmanager
-    def on_side():
-        with torch.cuda.stream(side):
-            yield
-        torch.cuda.current_stream(device).wait_stream(side)
-    return on_side()
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._ctx = None
+
+    def __enter__(self):
+        if self.stream is not None:
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            self._ctx = torch.cuda.stream(self.stream)
+            self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.stream is not None:
+            self._ctx.__exit__(*exc)
+            self._ctx = None
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        return False
 
 
 class Trainer:
@@ -516,7 +525,7 @@ class Trainer:
             static_x = x[:B].clone()  # each replay's batch is gathered into this
             step_t = torch.zeros((), dtype=torch.long, device=device)  # the step index, counted on the device
             lr_t = opt.param_groups[0]["lr"]
-            warm = _warmup_stream(device)
+            warm = _SideStream(device)
             warmed = 0
 
             def graph_step():
