@@ -6,14 +6,19 @@ while oneDNN, which torch also ships, ran the same float32 products at 370-480 G
 the same error against a float64 product. On a Zen 4 EPYC (256-bit units) the two ran nearly
 alike (MKL 100-195, oneDNN 107-213 GFLOP/s on 1-2 threads), and the weight gradient of a wide
 output layer, whose gᵀ oneDNN copies first, was slower on oneDNN (760 vs 520 µs for 784 x 256
-at batch 256); the rules below were tuned on the Zen 5 host. bench/training.py measures both
-kernels per model on the machine it runs on.
+at batch 256); the rules below were tuned on the Zen 5 host. On a Zen 3 EPYC (AVX2, no AVX-512)
+MKL was the faster one (100-136 against 85-128 GFLOP/s per model at batch 128-256), and the
+canonical loop trained about 10 % slower on oneDNN than on MKL. So oneDNN is the default only
+where torch reports AVX-512 (``torch.backends.cpu.get_cpu_capability()``): both CPUs where it
+won have it, the one where it lost does not. bench/training.py measures both kernels per model
+on the machine it runs on.
 ``linear`` uses oneDNN for 2-D float32 inputs on the CPU, forward and backward, when the
 product is big enough to gain (``MIN_MACS``), and ``F.linear`` everywhere else (small layers,
 other devices, autocast, bfloat16). Its backward is first-order only: no model here
 differentiates a gradient, and a second derivative raises rather than coming out wrong.
 
-    AECORE_LINEAR=auto    oneDNN where it applies (the default)
+    AECORE_LINEAR=auto    oneDNN where it applies on a CPU with AVX-512 (the default)
+    AECORE_LINEAR=onednn  oneDNN where it applies, whatever the CPU
     AECORE_LINEAR=aten    always F.linear (PyTorch's default kernels)
 
 ``use("aten")`` switches for a block (the benchmark's canonical loop runs under it).
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-BACKENDS = ("auto", "aten")
+BACKENDS = ("auto", "onednn", "aten")
 # oneDNN costs ~10 µs more per call than MKL: products under this many multiply-adds
 # (batch x in x out) stay with F.linear. At 2^21 the two kernels tie on this CPU (batch 256,
 # 400 x 20: 29 vs 33 µs); the digits set's 64-d layers are far below it (14 vs 4 µs).
@@ -72,6 +77,49 @@ def backend() -> str:
     return getattr(_state, "backend", None) or _env_backend()
 
 
+def cpu_capability() -> str:
+    """The widest vector instruction set torch's CPU kernels use here: "AVX512", "AVX2", "DEFAULT"..."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - an old torch without it: no preference
+        return "unknown"
+
+
+def auto_prefers_onednn(capability: str | None = None) -> bool:
+    """Whether ``auto`` picks oneDNN on this CPU (or on one with ``capability``): where it has AVX-512."""
+    return (capability or cpu_capability()).upper().startswith("AVX512")
+
+
+def bf16_units() -> bool | None:
+    """Whether this x86 CPU has bfloat16 units (AVX512-BF16 or AMX); None where it cannot be told
+    (another architecture, or a torch without the probes)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
+        return None
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def bf16_warning(has_units: bool | None = None) -> str | None:
+    """What to tell someone who picks bfloat16 on this CPU, or None when there is nothing to say."""
+    has_units = bf16_units() if has_units is None else has_units
+    if has_units is not False:
+        return None
+    return ("this CPU has no bfloat16 units (AVX512-BF16 or AMX), so bfloat16 products are emulated: "
+            "on such a CPU (a Zen 3 EPYC) training ran at about a tenth of float32's speed; use float32")
+
+
+def chosen() -> str:
+    """The float32 CPU kernel ``linear`` uses for big products in this thread: "onednn" or "aten"."""
+    name = backend()
+    if name == "auto":
+        name = "onednn" if auto_prefers_onednn() else "aten"
+    return name if _OP is not None else "aten"
+
+
 @contextlib.contextmanager
 def use(name: str):
     """Run a block with backend ``name`` ("auto" or "aten") in this thread."""
@@ -103,7 +151,7 @@ def onednn_applies(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = No
             and x.dtype == torch.float32 and w.dtype == torch.float32
             and (b is None or (b.dtype == torch.float32 and b.device.type == "cpu"))
             and x.shape[0] * x.shape[1] * w.shape[0] >= MIN_MACS
-            and not _autocast_on() and backend() == "auto")
+            and not _autocast_on() and chosen() == "onednn")
 
 
 def mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
+from . import kernels
 from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
@@ -436,6 +437,8 @@ class Trainer:
         else:
             opt = make_optimizer(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         amp = mixed_precision(tc.precision, device)
+        if tc.precision == "bfloat16" and device.type == "cpu" and (slow := kernels.bf16_warning()):
+            warnings.warn(f"precision='bfloat16': {slow}", RuntimeWarning, stacklevel=2)
         weights = model.loss_weights()
         names = list(weights)
         w_vec = torch.tensor([weights[n] for n in names], device=device)

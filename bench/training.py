@@ -62,7 +62,7 @@ def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=
 
 def reference_rate(mc, data, batch, steps, device, autocast=False, linear="aten") -> float:
     """The canonical loop: DataLoader(TensorDataset, shuffle=True), loss.item() each step, with
-    PyTorch's default kernels (``linear="auto"``: aecore's oneDNN matrix products instead;
+    PyTorch's default kernels (``linear="onednn"``: oneDNN matrix products instead;
     ``autocast``: its forward pass under ``torch.autocast(bfloat16)``)."""
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -146,6 +146,13 @@ def matmul_rates(shapes, batch, device, dtype=torch.float32) -> list[float]:
     return rates
 
 
+def _kernel_words() -> str:
+    cap = kernels.cpu_capability()
+    if kernels.chosen() == "onednn":
+        return f"oneDNN on this CPU (torch reports {cap})"
+    return f"PyTorch's default kernel on this CPU (torch reports {cap}; `AECORE_LINEAR={kernels.backend()}`)"
+
+
 def goal_lines(goals) -> str:
     """The issue's two CPU goals, judged on the float32 rows: aecore at least 1.3x the canonical
     loop (every repeat), and at least 60 % of the fastest matmul rate at batch 256."""
@@ -194,7 +201,7 @@ def main(argv=None) -> int:
                 bf16 = precision == "bfloat16"
                 also = None if not bf16 and not kernels.available(args.device) else (
                     lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=bf16,
-                                           linear="aten" if bf16 else "auto"))
+                                           linear="aten" if bf16 else "onednn"))
                 ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
                                          precision=precision)
                 ratio = [a / b for a, b in zip(ours, ref)]
@@ -209,9 +216,10 @@ def main(argv=None) -> int:
                              f"{pct:.0f} % |")
                 print(lines[-1], flush=True)
     lines += ["", goal_lines(goals)]
-    lines += ["", "float32 rows: aecore's matrix products run on oneDNN (`aecore.kernels`; `AECORE_LINEAR=aten` "
-              "turns it off), the canonical loop's on PyTorch's default kernel; the column \"with aecore's "
-              "arithmetic\" is the canonical loop on oneDNN too, so aecore / that column is what the loop alone "
+    lines += ["", f"float32 rows: aecore's matrix products run on {_kernel_words()} (`aecore.kernels`: "
+              "oneDNN by default only on a CPU with AVX-512; `AECORE_LINEAR=onednn|aten` forces one), the canonical "
+              "loop's on PyTorch's default kernel; the column \"with aecore's arithmetic\" is the canonical loop "
+              "on oneDNN, so where aecore uses oneDNN too, aecore / that column is what the loop alone "
               "gains. bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
               "losses in float32) against the float32 canonical loop; the third column is that loop with "
               "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "

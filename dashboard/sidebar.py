@@ -15,11 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
+import torch
 
 from aecore.config import ACTIVATIONS, LOSSES, MAX_CODE_SIZE, MAX_EPOCHS, NOISES, OUTPUTS, OUTPUT_BIASES, PRECISIONS, ConfigError, ModelConfig, \
     TrainConfig
 from aecore.augment import check_shift
 from aecore.data import DataError
+from aecore.kernels import bf16_warning
 from aecore.registry import get_variant, variant_names
 
 from . import limits
@@ -427,6 +429,9 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
                      help="bfloat16 = mixed precision: matrix products in bfloat16, weights and losses in "
                           "float32. 1.6-2.5x faster on CPUs with bfloat16 units (AVX512-BF16, AMX); without them it may be slower; "
                           "errors differ from float32 in the third digit.")
+        on_cpu = st.session_state.get("sb_device") == "cpu" or not torch.cuda.is_available()
+        if st.session_state.get("sb_precision") == "bfloat16" and on_cpu and (slow := bf16_warning()):
+            st.caption(f"⚠️ bfloat16 on the CPU: {slow}.")
         st.selectbox("Output bias starts at", OUTPUT_BIASES, key="sb_output_bias",
                      format_func={"data": "data (the mean input)", "init": "init (the model's own)"}.get,
                      help="data: the decoder's output bias starts at the training data's mean (its log-odds "

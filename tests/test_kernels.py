@@ -16,6 +16,12 @@ def every_size(monkeypatch):
     monkeypatch.setattr(kernels, "MIN_MACS", 0)
 
 
+@pytest.fixture(autouse=True)
+def onednn_on_any_cpu(monkeypatch):
+    """The oneDNN path is tested on every CPU; which CPUs use it by default has its own test."""
+    monkeypatch.setenv("AECORE_LINEAR", "onednn")
+
+
 def _exact(x, w, b):
     y = x.double() @ w.double().T
     return y if b is None else y + b.double()
@@ -66,14 +72,14 @@ def test_a_tied_weight_gets_the_gradient_of_both_its_uses():
     g = torch.Generator().manual_seed(2)
     x = torch.rand(16, 12, generator=g)
     grads = {}
-    for name in ("auto", "aten"):
+    for name in ("onednn", "aten"):
         w = torch.randn(5, 12, generator=torch.Generator().manual_seed(3)).requires_grad_()
         with kernels.use(name):
             h = torch.sigmoid(kernels.linear(x, w))
             out = kernels.linear(h, w.t())
             ((out - x) ** 2).sum().backward()
         grads[name] = w.grad
-    torch.testing.assert_close(grads["auto"], grads["aten"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads["onednn"], grads["aten"], rtol=1e-5, atol=1e-5)
 
 
 @needs_onednn
@@ -139,7 +145,7 @@ def test_a_model_trains_the_same_on_either_backend(variant, extra):
     g = torch.Generator().manual_seed(4)
     x = torch.rand(32, 25, generator=g)
     finals = {}
-    for name in ("auto", "aten"):
+    for name in ("onednn", "aten"):
         torch.manual_seed(0)
         model = build_model(ModelConfig(variant=variant, code_size=6, **extra), 25,
                             generator=torch.Generator().manual_seed(5))
@@ -153,7 +159,7 @@ def test_a_model_trains_the_same_on_either_backend(variant, extra):
                 loss.backward()
                 opt.step()
         finals[name] = torch.cat([p.detach().flatten() for p in model.parameters()])
-    torch.testing.assert_close(finals["auto"], finals["aten"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(finals["onednn"], finals["aten"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("fake", [
@@ -177,3 +183,25 @@ def test_the_check_at_import_accepts_the_op_where_torch_has_onednn():
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has oneDNN switched off")
     assert kernels.available("cpu") and not kernels.available("cuda")
+
+
+@needs_onednn
+@pytest.mark.parametrize("capability, expected", [("AVX512", "onednn"), ("AVX512_BF16", "onednn"),
+                                                  ("AVX2", "aten"), ("DEFAULT", "aten"), ("unknown", "aten")])
+def test_auto_uses_onednn_only_on_a_cpu_with_avx512(monkeypatch, capability, expected):
+    # measured: oneDNN beat MKL on two AVX-512 EPYCs (Zen 5 by 2x) and lost to it on an AVX2 one (Zen 3)
+    monkeypatch.setenv("AECORE_LINEAR", "auto")
+    monkeypatch.setattr(kernels, "cpu_capability", lambda: capability)
+    assert kernels.chosen() == expected
+    x, w = torch.randn(8, 6), torch.randn(4, 6, requires_grad=True)
+    assert kernels.onednn_applies(x, w) is (expected == "onednn")
+    assert ("_Linear" in type(kernels.linear(x, w).grad_fn).__name__) is (expected == "onednn")
+    monkeypatch.setenv("AECORE_LINEAR", "onednn")
+    assert kernels.chosen() == "onednn"  # forced, whatever the CPU
+    with kernels.use("aten"):
+        assert kernels.chosen() == "aten"
+
+
+def test_this_cpu_reports_a_capability():
+    # "unknown" (torch could not say) would quietly mean PyTorch's kernels on every CPU
+    assert kernels.cpu_capability() != "unknown"

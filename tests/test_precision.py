@@ -113,3 +113,48 @@ def test_sidebar_precision_reaches_the_train_config(at):
     assert not at.exception
     assert at.session_state["train_cfg"].precision == "bfloat16"
     assert at.query_params["precision"] == "bfloat16"
+
+
+# --- a CPU without bfloat16 units: bfloat16 is emulated (a tenth of float32's speed on a Zen 3) ----------
+def test_the_bf16_warning_is_given_only_where_the_cpu_lacks_the_units():
+    from aecore import kernels
+
+    assert kernels.bf16_warning(True) is None
+    assert kernels.bf16_warning(None) is None or kernels.bf16_units() is False  # unknown: no claim
+    text = kernels.bf16_warning(False)
+    assert "no bfloat16 units (AVX512-BF16 or AMX)" in text and "use float32" in text
+    assert kernels.bf16_warning() == (text if kernels.bf16_units() is False else None)  # this CPU's answer
+
+
+@pytest.mark.parametrize("units", [False, True])
+def test_training_in_bf16_on_a_cpu_without_the_units_warns(monkeypatch, digits, units):
+    from aecore import kernels
+
+    monkeypatch.setattr(kernels, "bf16_units", lambda: units)
+    mc, tc = ModelConfig(variant="sigmoid", code_size=4), TrainConfig(epochs=1, device="cpu", precision="bfloat16")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert _finish(mc, tc, digits) is not None
+        _finish(mc, tc.replace(precision="float32"), digits)
+    slow = [w for w in seen if "no bfloat16 units" in str(w.message)]
+    assert len(slow) == (0 if units else 1)  # once, for the bfloat16 run only
+    if slow:
+        assert issubclass(slow[0].category, RuntimeWarning)
+        assert str(slow[0].message).startswith("precision='bfloat16': this CPU has no bfloat16 units")
+
+
+@pytest.mark.parametrize("units", [False, True])
+def test_the_sidebar_warns_under_bf16_on_such_a_cpu(at, monkeypatch, units):
+    from aecore import kernels
+
+    monkeypatch.setattr(kernels, "bf16_units", lambda: units)
+    at.run()
+    at.selectbox(key="sb_precision").set_value("bfloat16").run()
+    shown = [c.value for c in at.sidebar.caption if "bfloat16 on the CPU" in c.value]
+    assert len(shown) == (0 if units else 1)
+    if shown:
+        assert "a tenth of float32's speed" in shown[0]
+    at.selectbox(key="sb_precision").set_value("float32").run()
+    assert not [c for c in at.sidebar.caption if "bfloat16 on the CPU" in c.value]
