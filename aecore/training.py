@@ -616,9 +616,10 @@ class Trainer:
         the VAE's sampling, shifts: their generator state would be frozen into it) nor change
         its kernels (mixed precision's casts are kept eager here)."""
         tc = self.train_cfg
+        wanted = cuda_graph_setting(self.cuda_graph)  # a bad $AECORE_CUDA_GRAPH fails on any device
         if device.type not in GRAPH_DEVICES:
             return f"CUDA graphs are for CUDA GPUs; this run is on {device.type}"
-        if not cuda_graph_setting(self.cuda_graph):
+        if not wanted:
             return "turned off (cuda_graph=False or AECORE_CUDA_GRAPH=0)"
         if tc.optimizer != "adam":
             return f"optimizer {tc.optimizer!r}: the captured step is Adam's (capturable, on the device)"

@@ -122,6 +122,9 @@ def test_environment_switch_turns_graphs_off_and_a_bad_value_is_named(emulated, 
     last = _run(MODELS["sigmoid"], tc, _data(digits))[1][-1]
     assert isinstance(last, Failed)
     assert "AECORE_CUDA_GRAPH='maybe' must be 1" in last.reason
+    monkeypatch.setattr(training, "GRAPH_DEVICES", ("cuda",))  # a plain CPU run is told too
+    last = _run(MODELS["sigmoid"], tc, _data(digits))[1][-1]
+    assert isinstance(last, Failed) and "AECORE_CUDA_GRAPH='maybe'" in last.reason
 
 
 def test_a_failed_capture_warns_and_trains_eagerly_to_the_same_result(monkeypatch, digits):
