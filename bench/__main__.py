@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTS = {
     "training": ([], ["--quick"], ["training-cpu.md"]),
     "anchors": ([], ["--quick"], ["anchors-deep.md", "anchors-linear.md", "anchors-vae.md", "anchors-sweeps.md"]),
-    "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "120"], ["dashboard.md", "dashboard-nice.md"]),
+    "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "120"], ["dashboard.md", "dashboard-pinned.md"]),
     "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean", "--no-select"], ["recsys.md"]),
     "documents": ([], ["--epochs", "1"], ["documents.md"]),
     "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000", "--repeats", "1"],
