@@ -85,9 +85,9 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def auto_prefers_onednn(capability: str | None = None) -> bool:
-    """Whether ``auto`` picks oneDNN on this CPU (or on one with ``capability``): where it has AVX-512."""
-    return (capability or cpu_capability()).upper().startswith("AVX512")
+def auto_prefers_onednn() -> bool:
+    """Whether ``auto`` picks oneDNN on this CPU: where it has AVX-512."""
+    return cpu_capability().upper().startswith("AVX512")
 
 
 def bf16_units() -> bool | None:
@@ -122,7 +122,7 @@ def chosen() -> str:
 
 @contextlib.contextmanager
 def use(name: str):
-    """Run a block with backend ``name`` ("auto" or "aten") in this thread."""
+    """Run a block with backend ``name`` (one of ``BACKENDS``) in this thread."""
     if name not in BACKENDS:
         raise ValueError(f"linear backend {name!r} must be one of {', '.join(BACKENDS)}")
     old = getattr(_state, "backend", None)

@@ -118,7 +118,8 @@ def main(argv=None) -> int:
              f"per measurement, {args.repeats} alternating repeats (min / median / max); TF32 off.", "",
              "The Trainer replays its step as a CUDA graph where it can (float32, a step without random numbers: "
              "not the VAE); 'eager' is the same Trainer with AECORE_CUDA_GRAPH=0, 'hand graph' the step captured "
-             "by hand (bench/gpu.py graphed_rate), with no loss bookkeeping: the launch-free limit.", "",
+             "by hand (bench/gpu.py graphed_rate), with no loss bookkeeping: the launch-free limit. The Trainer's "
+             "figures are whole runs: they include its eager warm-up steps and the capture.", "",
              "| model | batch | aecore precision | Trainer path | aecore samples/s | reference samples/s | aecore / reference | "
              "eager Trainer samples/s | hand graph samples/s | aecore / hand graph | matmul GFLOP/s | "
              "trainer % of matmul (6 x params x samples/s) |",
