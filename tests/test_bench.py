@@ -150,3 +150,16 @@ def test_a_partial_run_keeps_the_header_machine_and_puts_labelled_blocks_after_t
     names = re.findall(r"<!-- bench:([\w-]+) -->", text)
     assert names == ["training", "training-zen5", "recsys", "gpu"]
     assert "new table" in text and "kept" in text and "old recsys" in text
+
+
+@pytest.mark.parametrize("units, device, expected", [(False, "cpu", "float32"), (True, "cpu", "float32,bfloat16"),
+                                                     (None, "cpu", "float32,bfloat16"),
+                                                     (False, "cuda", "float32,bfloat16")])
+def test_bfloat16_rows_are_left_out_where_the_cpu_would_emulate_them(monkeypatch, units, device, expected):
+    from aecore import kernels
+    from bench.training import default_precisions
+
+    monkeypatch.setattr(kernels, "bf16_units", lambda: units)
+    precisions, sentence = default_precisions(device)
+    assert precisions == expected
+    assert ("No bfloat16 rows" in sentence) is (expected == "float32")
