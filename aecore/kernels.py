@@ -26,6 +26,7 @@ differentiates a gradient, and a second derivative raises rather than coming out
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 
@@ -77,6 +78,7 @@ def backend() -> str:
     return getattr(_state, "backend", None) or _env_backend()
 
 
+@functools.cache  # asked on every big layer call; the CPU does not change under a process
 def cpu_capability() -> str:
     """The widest vector instruction set torch's CPU kernels use here: "AVX512", "AVX2", "DEFAULT"..."""
     try:
