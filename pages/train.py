@@ -5,7 +5,7 @@ import math
 
 import streamlit as st
 
-from dashboard import classroom, figures, state
+from dashboard import classroom, figures, figures_live, state
 from dashboard.sidebar import current_configs
 
 LIVE_EVERY = 0.45  # seconds between redraws while a job runs
@@ -98,11 +98,17 @@ def _draw_figures(job) -> None:
     left, right = st.columns(2)
     with left:
         log_y = st.toggle("Log scale", key="train_log_y", help="Show small terms (a penalty) next to large ones.")
-        st.plotly_chart(figures.loss_curve(job.history, title="Training loss by term", unit="per example",
-                                           log_y=log_y),
-                        theme=None, key=f"train_loss_{job.id}")
+        if live:  # an SVG redraws far more cheaply than a plotly figure (see figures_live)
+            with st.container(key="live_loss"):
+                st.markdown(_memo("loss_svg", (job.id, len(job.history), log_y), lambda: figures_live.loss_curve_svg(
+                    job.history, title="Training loss by term", unit="per example", log_y=log_y)), unsafe_allow_html=True)
+        else:
+            st.plotly_chart(figures.loss_curve(job.history, title="Training loss by term", unit="per example",
+                                               log_y=log_y),
+                            theme=None, key=f"train_loss_{job.id}")
         st.caption("Each named loss term (weighted as in training) and their total, per example. "
-                   "Look for a steady fall that flattens out; with a regularizer, watch it trade against recon.")
+                   "Look for a steady fall that flattens out; with a regularizer, watch it trade against recon."
+                   + (" (Hover and zoom when the run ends.)" if live else ""))
     snap = job.latest
     with right:
         if snap is None:

@@ -77,7 +77,7 @@ def chromium_missing() -> str | None:
     return None
 
 
-# JavaScript that reads every plotly figure on the page: its title and a signature of its data
+# JavaScript that reads every figure on the page (plotly, and the live views' SVG charts): its title and a signature of its data
 FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => {
   const t = el.layout && el.layout.title;
   const title = t ? (typeof t === 'string' ? t : (t.text || '')) : '';
@@ -86,8 +86,11 @@ FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
   // y is an array, or {dtype, bdata, shape} when Streamlit sends numpy data base64-encoded
   const count = y => !y ? 0 : (y.length !== undefined ? y.length : (y.bdata ? parseInt(String(y.shape || 1)) : 0));
   const pts = Math.max(0, ...(el.data || []).map(tr => count(tr.y)));
-  return {title: title, sig: s.length + ':' + h, traces: (el.data || []).length, points: pts};
-})"""
+  return {title: title, sig: s.length + ':' + h, traces: (el.data || []).length, points: pts, kind: 'plotly'};
+}).concat(Array.from(document.querySelectorAll('svg.aecore-live-chart')).map(el => ({
+  // the live views' light SVG charts (dashboard/figures_live.py) say the same in data attributes
+  title: el.dataset.title || '', sig: el.dataset.sig || '', traces: parseInt(el.dataset.traces || '0'),
+  points: parseInt(el.dataset.points || '0'), kind: 'svg'})))"""
 
 ERRORS_JS = """() => Array.from(document.querySelectorAll(
   '[data-testid="stException"], [data-testid="stAlertContentError"]')).map(e => e.innerText)"""

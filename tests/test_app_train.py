@@ -179,6 +179,36 @@ def test_stop_ends_the_run_within_a_second(at):
     assert "Stopped early" in texts(at)
 
 
+def test_while_it_trains_the_loss_curve_is_a_light_svg_and_after_it_the_plotly_figure(at):
+    """Plotly redraws its whole figure on each live refresh (the browser's CPU, taken from training);
+    the live view draws an SVG instead, and the interactive figure comes back when the run ends."""
+    import xml.etree.ElementTree as ET
+
+    at.query_params.update({"variant": "sparse", "K": "4", "epochs": "5000"})
+    at.run()
+    at.button(key="train_start").click().run()
+    job = at.session_state["job"]
+    deadline = time.time() + 20
+    while len(job.history) < 3 and time.time() < deadline:
+        time.sleep(0.1)
+    at.run()
+    svgs = [m.value for m in at.markdown if m.value.startswith("<svg")]
+    assert len(svgs) == 1, [m.value[:60] for m in at.markdown]
+    root = ET.fromstring(svgs[0])
+    assert root.get("data-title") == "Training loss by term" and root.get("data-traces") == "3"
+    assert int(root.get("data-points")) >= 3
+    assert not any("Training loss" in t for t in [c.proto.spec for c in at.get("plotly_chart")])
+    at.toggle(key="train_log_y").set_value(True).run()
+    log_svg = next(m.value for m in at.markdown if m.value.startswith("<svg"))
+    assert "(log scale)" in log_svg
+    at.button(key="train_stop").click().run()
+    while job.ended is None and time.time() < deadline + 10:
+        time.sleep(0.05)
+    at.run()
+    assert not any(m.value.startswith("<svg") for m in at.markdown)
+    assert {t["name"] for t in figure(at, "Training loss")["data"]} == {"recon", "sparsity", "total"}
+
+
 def test_failure_is_shown_with_its_reason(at):
     import torch
 
