@@ -13,6 +13,10 @@ _missing = chromium_missing()
 if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
 
+# what is animating inside the Train page's live view (CSS transitions and animations)
+LIVE_ANIMATIONS_JS = """() => document.getAnimations().filter(a => a.effect && a.effect.target
+  && a.effect.target.closest('.st-key-train_live')).map(a => (a.transitionProperty || a.animationName || '?')
+  + ' on ' + (a.effect.target.getAttribute('data-testid') || a.effect.target.tagName))"""
 PAGES = ["Train", "Filters", "Latent space", "Compare with PCA", "Runs"]
 
 
@@ -26,7 +30,7 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
     page.goto(server.url + "/?variant=sigmoid&K=16&epochs=300&lr=0.01")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     page.get_by_role("button", name="Train", exact=True).click()
-    loss_sigs, filter_sigs = set(), set()
+    loss_sigs, filter_sigs, animated = set(), set(), []
     deadline = time.time() + 120
     finished = page.get_by_text("Finished after")
     while time.time() < deadline:
@@ -38,6 +42,8 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
                             "return i ? i.getAttribute('src') : null; }")
         if src:
             filter_sigs.add(src)
+        if loss_sigs and not finished.count():  # (once it is drawing: a loading skeleton may come first)
+            animated += page.evaluate(LIVE_ANIMATIONS_JS)
         if finished.count():
             break
         time.sleep(0.15)
@@ -47,6 +53,9 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
     # seen at least three different states while it ran = changed at least twice
     assert len(loss_sigs) >= 3, f"loss chart changed {len(loss_sigs) - 1} times"
     assert len(filter_sigs) >= 3, f"filter tiles changed {len(filter_sigs) - 1} times"
+    # the live view (redrawn twice a second) runs no fades or slides: they cost the browser CPU
+    # that, on a small machine, comes out of the training on the page
+    assert animated == [], sorted(set(animated))
     assert "PCA, same K=16" in page.inner_text("body")
     assert errors(page) == []
 
