@@ -17,11 +17,13 @@ import streamlit as st  # noqa: E402
 
 from dashboard import state  # noqa: E402
 from dashboard import classroom  # noqa: E402
+from dashboard.figures_live import LIVE_CSS  # noqa: E402
 from dashboard.sidebar import sidebar  # noqa: E402
 
 PAGES_DIR = ROOT / "pages"
 
 st.set_page_config(layout="wide", page_title="Autoencoder lab")
+st.html(LIVE_CSS)  # live views without fades (a style-only st.html takes no room on the page)
 
 pg = st.navigation([
     st.Page(PAGES_DIR / "train.py", title="Train", default=True),

@@ -22,7 +22,19 @@ import numpy as np
 
 from .figures import PALETTE, term_names
 
-__all__ = ["line_chart_svg", "loss_curve_svg", "nice_ticks", "log_ticks", "thin", "MAX_POINTS"]
+__all__ = ["line_chart_svg", "loss_curve_svg", "nice_ticks", "log_ticks", "thin", "MAX_POINTS", "LIVE_CSS"]
+
+# While a rerun is under way Streamlit marks each element stale and fades it (a 1 s opacity
+# transition after 0.5 s), and it slides a progress bar over 0.5 s. A live view reruns every
+# 0.45-1 s, so the fades hardly show, yet Chromium animated them all the time: on the Train page it
+# drew with about 0.08 of a core less without them (2-core host; that core is taken from the
+# training on the page). In a live view an element keeps full opacity while stale (turning off only
+# the transition would make a stale element blink faded at once). The entry point adds this rule to
+# every page; a live view draws inside ``st.container(key="live_...")``.
+LIVE_CSS = """<style>
+[class*="st-key-live_"] [data-testid="stElementContainer"] { opacity: 1 !important; transition: none !important; }
+[class*="st-key-live_"] [data-testid="stProgressBarTrack"] * { transition: none !important; }
+</style>"""
 
 MAX_POINTS = 600  # per line: a long run's history is thinned to this many (its minima and maxima kept)
 WIDTH, HEIGHT = 480, 340  # viewBox units; drawn at the column's width (about this many pixels in a half page)

@@ -77,9 +77,10 @@ def watch(page: str, label: Callable[[Hashable, JobRecord], str] | None = None) 
     @st.fragment(run_every=LIVE_EVERY)
     def _watch() -> None:
         live = running(page)
-        for key, job in list(jobs(page).items()):
-            if not job.done:
-                _bar(job, label(key, job))
+        with st.container(key=f"live_{page}_jobs"):  # no fades (figures_live.LIVE_CSS)
+            for key, job in list(jobs(page).items()):
+                if not job.done:
+                    _bar(job, label(key, job))
         if not live:
             st.rerun()
 

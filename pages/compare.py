@@ -248,11 +248,13 @@ live = bool(_running(ds.name))
 
 @st.fragment(run_every=LIVE_EVERY if live else None)
 def compare_view() -> None:
-    _status_line(ds.name)
-    _section_angles(ds, variant, k, epochs, side_tc)
-    _section_error_vs_k(ds, variant, epochs, side_tc)
-    _section_components(ds, variant, k)
-    _section_nonlinear(ds, k, epochs, side_tc)
+    # while jobs train, in a live_ container: no fades (figures_live.LIVE_CSS)
+    with st.container(key="live_compare") if live else st.container():
+        _status_line(ds.name)
+        _section_angles(ds, variant, k, epochs, side_tc)
+        _section_error_vs_k(ds, variant, epochs, side_tc)
+        _section_components(ds, variant, k)
+        _section_nonlinear(ds, k, epochs, side_tc)
     if live and not _running(ds.name):
         st.rerun()  # once: redraw without the timer
 

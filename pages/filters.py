@@ -105,7 +105,8 @@ else:
 
     @st.fragment(run_every=LIVE_EVERY if live else None)
     def filters_view() -> None:
-        _draw(choice, current, order, int(max_tiles))
+        with st.container(key="live_filters_page") if live else st.container():  # no fades while live
+            _draw(choice, current, order, int(max_tiles))
         job = state.current_job()
         if live and (job is None or job.done):
             st.rerun()  # once: redraw without the timer

@@ -185,21 +185,22 @@ def _live(job) -> None:
         if current is None or current.done:
             st.rerun()
             return
-        p = current.progress
-        st.progress(min(p.step / p.total_steps, 1.0) if p and p.total_steps else 0.0,
-                    text=f"Training job {current.id}: " + (f"epoch {p.epoch:.1f} of {p.epochs}" if p else current.status))
-        snap = current.latest
-        if snap is None or snap.codes is None or len(snap.codes) < 2:
-            st.caption("The map appears after the first snapshot.")
-            return
-        pts, used = embedding.embed_2d(snap.codes, method="auto")
-        labels = snap.code_labels
-        acc = knn_accuracy(pts, labels, k=KNN_K) if labels is not None and len(pts) > KNN_K else None
-        names = current.data_info.get("label_names")
-        st.plotly_chart(figs.latent_scatter(pts, labels, names, _title(f"Codes at epoch {snap.epoch:.1f}", used, acc),
-                                            *_axes(used)), key="latent_live_map")
-        st.caption("The codes of test examples as the model trains (redrawn every second). Look for the colours "
-                   "pulling apart. Clicking and the pixel map come when training ends.")
+        with st.container(key="live_latent"):  # no fades (figures_live.LIVE_CSS)
+            p = current.progress
+            st.progress(min(p.step / p.total_steps, 1.0) if p and p.total_steps else 0.0,
+                        text=f"Training job {current.id}: " + (f"epoch {p.epoch:.1f} of {p.epochs}" if p else current.status))
+            snap = current.latest
+            if snap is None or snap.codes is None or len(snap.codes) < 2:
+                st.caption("The map appears after the first snapshot.")
+                return
+            pts, used = embedding.embed_2d(snap.codes, method="auto")
+            labels = snap.code_labels
+            acc = knn_accuracy(pts, labels, k=KNN_K) if labels is not None and len(pts) > KNN_K else None
+            names = current.data_info.get("label_names")
+            st.plotly_chart(figs.latent_scatter(pts, labels, names, _title(f"Codes at epoch {snap.epoch:.1f}", used, acc),
+                                                *_axes(used)), key="latent_live_map")
+            st.caption("The codes of test examples as the model trains (redrawn every second). Look for the colours "
+                       "pulling apart. Clicking and the pixel map come when training ends.")
 
     live()
 

@@ -9,14 +9,6 @@ from dashboard import classroom, figures, figures_live, state
 from dashboard.sidebar import current_configs
 
 LIVE_EVERY = 0.45  # seconds between redraws while a job runs
-# While a rerun is under way Streamlit fades each element after 0.5 s (a 1 s opacity transition)
-# and slides the progress bar over 0.5 s. The live view is redrawn every 0.45 s, so the fades never
-# show, yet Chromium animated them all the time: without them it drew the page with about 0.1 of a
-# core less (measured on a 2-core host, where that core is taken from the training on the page).
-LIVE_CSS = """<style>
-.st-key-train_live [data-testid="stElementContainer"],
-.st-key-train_live [data-testid="stProgressBarTrack"] * { transition: none !important; }
-</style>"""
 
 
 def _duration(seconds: float | None) -> str:
@@ -232,15 +224,12 @@ if job is None:
 else:
     started_live = not job.done
 
-    if started_live:
-        st.html(LIVE_CSS)
-
     @st.fragment(run_every=LIVE_EVERY if started_live else None)
     def live_view() -> None:
         current = state.current_job()
         if current is None:
             return
-        with st.container(key="train_live"):
+        with st.container(key="live_train"):  # no fades in it (figures_live.LIVE_CSS)
             _draw_job(current)
         if started_live and current.done:
             st.rerun()  # once: the full page redraws with the summary, the buttons and no timer

@@ -14,9 +14,12 @@ if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
 
 # what is animating inside the Train page's live view (CSS transitions and animations)
+# and what is drawn faded there (a stale element shown at once at its faded opacity would blink)
 LIVE_ANIMATIONS_JS = """() => document.getAnimations().filter(a => a.effect && a.effect.target
-  && a.effect.target.closest('.st-key-train_live')).map(a => (a.transitionProperty || a.animationName || '?')
-  + ' on ' + (a.effect.target.getAttribute('data-testid') || a.effect.target.tagName))"""
+  && a.effect.target.closest('.st-key-live_train')).map(a => (a.transitionProperty || a.animationName || '?')
+  + ' on ' + (a.effect.target.getAttribute('data-testid') || a.effect.target.tagName)).concat(
+  Array.from(document.querySelectorAll('.st-key-live_train [data-testid="stElementContainer"]'))
+  .filter(e => parseFloat(getComputedStyle(e).opacity) < 1).map(e => 'faded ' + (e.dataset.stale || '')))"""
 PAGES = ["Train", "Filters", "Latent space", "Compare with PCA", "Runs"]
 
 
@@ -53,8 +56,8 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
     # seen at least three different states while it ran = changed at least twice
     assert len(loss_sigs) >= 3, f"loss chart changed {len(loss_sigs) - 1} times"
     assert len(filter_sigs) >= 3, f"filter tiles changed {len(filter_sigs) - 1} times"
-    # the live view (redrawn twice a second) runs no fades or slides: they cost the browser CPU
-    # that, on a small machine, comes out of the training on the page
+    # the live view (redrawn twice a second) runs no fades or slides (they cost the browser CPU
+    # that, on a small machine, comes out of the training on the page) and shows nothing faded
     assert animated == [], sorted(set(animated))
     assert "PCA, same K=16" in page.inner_text("body")
     assert errors(page) == []
