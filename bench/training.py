@@ -155,13 +155,23 @@ def _kernel_words() -> str:
 
 def goal_lines(goals) -> str:
     """The issue's two CPU goals, judged on the float32 rows: aecore at least 1.3x the canonical
-    loop (every repeat), and at least 60 % of the fastest matmul rate at batch 256."""
+    loop (every repeat), and at least 60 % of the fastest matmul rate at batch 256. A row's optional
+    sixth field, the % of the fastest matmul that 1.3x the loop's median rate would take, is
+    reported when the first goal is missed (over 100 %: out of reach of any loop on these kernels)."""
     if not goals:
         return "Goals: no float32 rows in this run."
     worst = min(g[2] for g in goals)
     speed = (f"**Goal: aecore at least 1.3x the canonical loop in float32: {'met' if worst >= 1.3 else 'not met'}** "
              f"(the lowest of any repeat: {worst:.2f}; medians {min(g[3] for g in goals):.2f} to "
              f"{max(g[3] for g in goals):.2f}).")
+    need = [g for g in goals if len(g) > 5]
+    if worst < 1.3 and need:
+        # the ceiling: the reference's own rate fixes how near the matmul kernel 1.3x of it lies
+        over = [f"{g[0]} at batch {g[1]}" for g in need if g[5] >= 99.5]  # (prints as 100 % or more)
+        speed += (" To be 1.3x the canonical loop's median the trainer would have to run at "
+                  + ", ".join(f"{g[5]:.0f} % ({g[0]}, {g[1]})" for g in need) + " of the fastest float32 matmul"
+                  + (f"; at 100 % or more ({'; '.join(over)}) the whole step would have to be as fast as its "
+                     "matrix products alone, which no training loop on these kernels can be." if over else "."))
     at256 = [g for g in goals if g[1] == 256]
     if not at256:
         return speed
@@ -206,7 +216,7 @@ def main(argv=None) -> int:
              "| reference with aecore's arithmetic samples/s | matmul GFLOP/s (same precision; float32: "
              "default kernel / oneDNN) | trainer GFLOP/s (6 x params x samples/s) | % of fastest matmul |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    goals = []  # float32 rows: (model, batch, min ratio, median ratio, % of fastest matmul)
+    goals = []  # float32 rows: (model, batch, min ratio, median ratio, % of fastest matmul, % 1.3x needs)
     for name, mc in MODELS.items():
         model = build_model(mc, 784)
         params, shapes = n_params(model), weight_shapes(model)
@@ -223,8 +233,9 @@ def main(argv=None) -> int:
                 peak = max(rates)
                 eff = [6 * params * s / 1e9 for s in ours]
                 pct = 100 * float(np.median(eff)) / peak
-                if precision == "float32":
-                    goals.append((name, batch, min(ratio), float(np.median(ratio)), pct))
+                if precision == "float32":  # (and the % of peak that 1.3x the loop's median would take)
+                    need = 100 * 1.3 * 6 * params * float(np.median(ref)) / 1e9 / peak
+                    goals.append((name, batch, min(ratio), float(np.median(ratio)), pct, need))
                 lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
                              f"{mmm(amp) if amp else '—'} | {' / '.join(f'{r:.1f}' for r in rates)} | {mmm(eff)} | "
                              f"{pct:.0f} % |")

@@ -101,6 +101,11 @@ def test_the_training_goals_are_judged_on_the_worst_repeat_and_every_batch_256_r
     assert "float32: not met** (the lowest of any repeat: 1.29" in text
     assert "batch 256: not met** (a 80 %, b 60 %)" in text  # 59.6 rounds to 60 in print, still short
     assert goal_lines([]) == "Goals: no float32 rows in this run."
+    # missed: how near the kernel 1.3x of the loop would be, and which rows it is out of reach for
+    text = goal_lines([("a", 256, 1.1, 1.2, 75.0, 80.4), ("b", 256, 1.2, 1.25, 93.0, 101.3)])
+    assert "would have to run at 80 % (a, 256), 101 % (b, 256) of the fastest float32 matmul" in text
+    assert "at 100 % or more (b at batch 256)" in text and "a at batch" not in text
+    assert "would have to run" not in goal_lines([("a", 256, 1.31, 1.4, 75.0, 80.4)])  # met: no ceiling
 
 
 GENOA = """processor\t: 0
