@@ -223,12 +223,11 @@ def loss_curve_svg(history: Sequence[Mapping], title: str = "Training loss", uni
     (dotted, black) when there is more than one term, against epochs."""
     epochs = [r.get("epoch") for r in history]
     names = term_names(history)
-
-    def col(key: str) -> list[float]:
-        return [math.nan if r.get(key) is None else r.get(key) for r in history]
-
-    lines = [{"name": n, "x": epochs, "y": col(n), "color": PALETTE[i % len(PALETTE)]} for i, n in enumerate(names)]
+    # (a missing value, None, becomes NaN in line_chart_svg's float arrays: a gap in the line)
+    lines = [{"name": n, "x": epochs, "y": [r.get(n) for r in history], "color": PALETTE[i % len(PALETTE)]}
+             for i, n in enumerate(names)]
     if len(names) != 1:
-        lines.append({"name": "total", "x": epochs, "y": col("loss"), "color": "black", "dash": True})
+        lines.append({"name": "total", "x": epochs, "y": [r.get("loss") for r in history], "color": "black",
+                      "dash": True})
     return line_chart_svg(lines, title, "epoch", f"loss ({unit})", log_y=log_y,
                           empty_text="waiting for the first loss values…")

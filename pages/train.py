@@ -229,7 +229,8 @@ else:
         current = state.current_job()
         if current is None:
             return
-        with st.container(key="live_train"):  # no fades in it (figures_live.LIVE_CSS)
+        # while it trains, in a live_ container: no fades (figures_live.LIVE_CSS)
+        with st.container(key="live_train") if started_live else st.container():
             _draw_job(current)
         if started_live and current.done:
             st.rerun()  # once: the full page redraws with the summary, the buttons and no timer

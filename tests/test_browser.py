@@ -13,10 +13,12 @@ _missing = chromium_missing()
 if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
 
-# what is animating inside the Train page's live view (CSS transitions and animations)
+# what is animating inside the Train page's live view (CSS transitions and animations; not the
+# pulsing placeholder Streamlit shows once while an element's code loads, e.g. the first image's)
 # and what is drawn faded there (a stale element shown at once at its faded opacity would blink)
 LIVE_ANIMATIONS_JS = """() => document.getAnimations().filter(a => a.effect && a.effect.target
-  && a.effect.target.closest('.st-key-live_train')).map(a => (a.transitionProperty || a.animationName || '?')
+  && a.effect.target.closest('.st-key-live_train')
+  && a.effect.target.getAttribute('data-testid') !== 'stSkeleton').map(a => (a.transitionProperty || a.animationName || '?')
   + ' on ' + (a.effect.target.getAttribute('data-testid') || a.effect.target.tagName)).concat(
   Array.from(document.querySelectorAll('.st-key-live_train [data-testid="stElementContainer"]'))
   .filter(e => parseFloat(getComputedStyle(e).opacity) < 1).map(e => 'faded ' + (e.dataset.stale || '')))"""
@@ -45,7 +47,7 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
                             "return i ? i.getAttribute('src') : null; }")
         if src:
             filter_sigs.add(src)
-        if loss_sigs and not finished.count():  # (once it is drawing: a loading skeleton may come first)
+        if loss_sigs and not finished.count():  # once it is drawing
             animated += page.evaluate(LIVE_ANIMATIONS_JS)
         if finished.count():
             break

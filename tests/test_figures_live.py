@@ -134,6 +134,8 @@ def test_a_nan_breaks_the_line_and_an_empty_history_says_it_is_waiting():
     h = _history(terms=("recon",))
     h[20]["recon"] = float("nan")
     assert [len(pl) for pl in _polylines(_parse(loss_curve_svg(h)))] == [20, 19]
+    del h[30]["recon"]  # a row without the term: a gap too
+    assert [len(pl) for pl in _polylines(_parse(loss_curve_svg(h)))] == [20, 9, 9]
     empty = _parse(loss_curve_svg([]))
     assert not _polylines(empty) and empty.get("data-points") == "0"
     assert any("waiting" in (t.text or "") for t in empty.iter(NS + "text"))
