@@ -214,7 +214,7 @@ def line_chart_svg(lines: Sequence[Mapping], title: str, x_title: str, y_title: 
             + f'<text x="{(px0 + px1) / 2:.0f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="16">'
               f'{html.escape(x_title)}</text>'
             + f'<text transform="translate(18 {(py0 + py1) / 2:.0f}) rotate(-90)" text-anchor="middle" '
-              f'font-size="16">{html.escape(y_title)}{" (log scale)" if log_y else ""}</text></svg>')
+              f'font-size="16">{html.escape(y_title)}{", log scale" if log_y else ""}</text></svg>')
 
 
 def loss_curve_svg(history: Sequence[Mapping], title: str = "Training loss", unit: str = "per example",
