@@ -22,7 +22,8 @@ import numpy as np
 
 from .figures import PALETTE, term_names
 
-__all__ = ["line_chart_svg", "loss_curve_svg", "nice_ticks", "log_ticks", "thin", "MAX_POINTS", "LIVE_CSS"]
+__all__ = ["line_chart_svg", "loss_curve_svg", "nice_ticks", "log_ticks", "thin", "MAX_POINTS", "LIVE_CSS",
+           "live_container"]
 
 # While a rerun is under way Streamlit marks each element stale and fades it (a 1 s opacity
 # transition after 0.5 s), and it slides a progress bar over 0.5 s. A live view reruns every
@@ -30,11 +31,20 @@ __all__ = ["line_chart_svg", "loss_curve_svg", "nice_ticks", "log_ticks", "thin"
 # drew with about 0.08 of a core less without them (2-core host; that core is taken from the
 # training on the page). In a live view an element keeps full opacity while stale (turning off only
 # the transition would make a stale element blink faded at once). The entry point adds this rule to
-# every page; a live view draws inside ``st.container(key="live_...")``.
-LIVE_CSS = """<style>
-[class*="st-key-live_"] [data-testid="stElementContainer"] { opacity: 1 !important; transition: none !important; }
-[class*="st-key-live_"] [data-testid="stProgressBarTrack"] * { transition: none !important; }
+# every page; a live view draws inside ``live_container(...)``.
+LIVE_KEY = "live_"  # the key prefix of a live view's container (Streamlit gives it the class st-key-<key>)
+LIVE_CSS = f"""<style>
+[class*="st-key-{LIVE_KEY}"] [data-testid="stElementContainer"] {{ opacity: 1 !important; transition: none !important; }}
+[class*="st-key-{LIVE_KEY}"] [data-testid="stProgressBarTrack"] * {{ transition: none !important; }}
 </style>"""
+
+
+def live_container(name: str, live: bool = True):
+    """The container a view draws in: while ``live``, keyed ``live_<name>`` so that LIVE_CSS holds its
+    fades; otherwise a plain one (a full rerun's fade then shows the page is working)."""
+    import streamlit as st
+
+    return st.container(key=LIVE_KEY + name) if live else st.container()
 
 MAX_POINTS = 600  # per line: a long run's history is thinned to this many (its minima and maxima kept)
 WIDTH, HEIGHT = 480, 340  # viewBox units; drawn at the column's width (about this many pixels in a half page)
@@ -124,8 +134,9 @@ def line_chart_svg(lines: Sequence[Mapping], title: str, x_title: str, y_title: 
             y = np.where(y > 0, y, np.nan)
         x, y = thin(x, y)
         prepared.append((line, x, y))
-    finite_x = np.concatenate([x[np.isfinite(y) & np.isfinite(x)] for _, x, y in prepared]) if prepared else np.empty(0)
-    finite_y = np.concatenate([y[np.isfinite(y) & np.isfinite(x)] for _, x, y in prepared]) if prepared else np.empty(0)
+    masks = [np.isfinite(x) & np.isfinite(y) for _, x, y in prepared]
+    finite_x = np.concatenate([x[m] for (_, x, _), m in zip(prepared, masks)]) if prepared else np.empty(0)
+    finite_y = np.concatenate([y[m] for (_, _, y), m in zip(prepared, masks)]) if prepared else np.empty(0)
     px0, px1, py0, py1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
     out: list[str] = []
     paths: list[str] = []
@@ -170,8 +181,7 @@ def line_chart_svg(lines: Sequence[Mapping], title: str, x_title: str, y_title: 
             Y = sy(t)
             out.append(f'<line x1="{px0}" y1="{Y:.1f}" x2="{px1}" y2="{Y:.1f}" stroke="#e5e5e5"/>'
                        f'<text x="{px0 - 8}" y="{Y + 5:.1f}" text-anchor="end" font-size="14">{_label(t)}</text>')
-        for line, x, y in prepared:
-            ok = np.isfinite(x) & np.isfinite(y)
+        for (line, x, y), ok in zip(prepared, masks):
             segments, current = [], []
             for xi, yi, good in zip(x, y, ok):
                 if good:

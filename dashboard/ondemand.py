@@ -13,6 +13,7 @@ from typing import Callable, Hashable
 import streamlit as st
 
 from . import state
+from .figures_live import live_container
 from .jobs import JobRecord
 
 __all__ = ["jobs", "get", "submit", "ready", "running", "watch", "describe"]
@@ -77,7 +78,7 @@ def watch(page: str, label: Callable[[Hashable, JobRecord], str] | None = None) 
     @st.fragment(run_every=LIVE_EVERY)
     def _watch() -> None:
         live = running(page)
-        with st.container(key=f"live_{page}_jobs"):  # no fades (figures_live.LIVE_CSS)
+        with live_container(f"{page}_jobs"):  # no fades
             for key, job in list(jobs(page).items()):
                 if not job.done:
                     _bar(job, label(key, job))

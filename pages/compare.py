@@ -21,6 +21,7 @@ from aecore.metrics import component_abs_cosines
 from aecore.registry import variant_names
 from dashboard import classroom
 from dashboard import figures_latent as figs
+from dashboard.figures_live import live_container
 from dashboard import state
 from dashboard.sidebar import configs_and_data
 
@@ -248,8 +249,7 @@ live = bool(_running(ds.name))
 
 @st.fragment(run_every=LIVE_EVERY if live else None)
 def compare_view() -> None:
-    # while jobs train, in a live_ container: no fades (figures_live.LIVE_CSS)
-    with st.container(key="live_compare") if live else st.container():
+    with live_container("compare", live):  # no fades while jobs train
         _status_line(ds.name)
         _section_angles(ds, variant, k, epochs, side_tc)
         _section_error_vs_k(ds, variant, epochs, side_tc)

@@ -5,7 +5,7 @@ import streamlit as st
 
 from aecore.baselines import fit_pca
 from aecore.checkpoint import CheckpointError
-from dashboard import classroom, figures, state
+from dashboard import classroom, figures, figures_live, state
 
 CURRENT = "__current__"
 LIVE_EVERY = 1.0
@@ -105,7 +105,7 @@ else:
 
     @st.fragment(run_every=LIVE_EVERY if live else None)
     def filters_view() -> None:
-        with st.container(key="live_filters_page") if live else st.container():  # no fades while live
+        with figures_live.live_container("filters_page", live):  # no fades while live
             _draw(choice, current, order, int(max_tiles))
         job = state.current_job()
         if live and (job is None or job.done):

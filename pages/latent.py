@@ -12,6 +12,7 @@ import streamlit as st
 from aecore import embedding
 from aecore.metrics import knn_accuracy
 from dashboard import figures_latent as figs
+from dashboard.figures_live import live_container
 from dashboard import classroom, state
 from dashboard.sidebar import current_configs
 
@@ -185,7 +186,7 @@ def _live(job) -> None:
         if current is None or current.done:
             st.rerun()
             return
-        with st.container(key="live_latent"):  # no fades (figures_live.LIVE_CSS)
+        with live_container("latent"):  # no fades
             p = current.progress
             st.progress(min(p.step / p.total_steps, 1.0) if p and p.total_steps else 0.0,
                         text=f"Training job {current.id}: " + (f"epoch {p.epoch:.1f} of {p.epochs}" if p else current.status))

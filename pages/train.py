@@ -99,9 +99,8 @@ def _draw_figures(job) -> None:
     with left:
         log_y = st.toggle("Log scale", key="train_log_y", help="Show small terms (a penalty) next to large ones.")
         if live:  # an SVG redraws far more cheaply than a plotly figure (see figures_live)
-            with st.container(key="live_loss"):
-                st.markdown(_memo("loss_svg", (job.id, len(job.history), log_y), lambda: figures_live.loss_curve_svg(
-                    job.history, title="Training loss by term", unit="per example", log_y=log_y)), unsafe_allow_html=True)
+            st.markdown(_memo("loss_svg", (job.id, len(job.history), log_y), lambda: figures_live.loss_curve_svg(
+                job.history, title="Training loss by term", unit="per example", log_y=log_y)), unsafe_allow_html=True)
         else:
             st.plotly_chart(figures.loss_curve(job.history, title="Training loss by term", unit="per example",
                                                log_y=log_y),
@@ -229,8 +228,7 @@ else:
         current = state.current_job()
         if current is None:
             return
-        # while it trains, in a live_ container: no fades (figures_live.LIVE_CSS)
-        with st.container(key="live_train") if started_live else st.container():
+        with figures_live.live_container("train", started_live):  # no fades while it trains
             _draw_job(current)
         if started_live and current.done:
             st.rerun()  # once: the full page redraws with the summary, the buttons and no timer
