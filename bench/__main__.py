@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTS = {
     "training": ([], ["--quick"], ["training-cpu.md"]),
     "anchors": ([], ["--quick"], ["anchors-deep.md", "anchors-linear.md", "anchors-vae.md", "anchors-sweeps.md"]),
-    "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "120"], ["dashboard.md", "dashboard-pinned.md"]),
-    "recsys": ([], ["--splits", "u1", "--models", "autorec-item,biased-mf,global-mean", "--no-select"], ["recsys.md"]),
-    "documents": ([], ["--epochs", "1"], ["documents.md"]),
+    "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "60"], ["dashboard.md", "dashboard-pinned.md"]),
+    "recsys": ([], ["--quick"], ["recsys.md"]),
+    "documents": ([], ["--epochs", "1", "--n-train", "3000", "--n-test", "1000"], ["documents.md"]),
     "pretrain": ([], ["--pretrain-epochs", "1", "--finetune-epochs", "5", "--n-unlabelled", "2000", "--repeats", "1"],
                  ["pretrain.md"]),
     "growth": ([], ["--quick", "--skip-server"], ["growth.md", "growth-server.md"]),

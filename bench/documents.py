@@ -1,6 +1,7 @@
 """20 Newsgroups at K = 10: the deep autoencoder's retrieval precision against LSA's.
 
     AECORE_DATA=../shared/data python -m bench.documents [--code-size 10] [--epochs 10] [--threads 1]
+        [--n-train N --n-test N]   (seeded subsets: `python -m bench --quick` uses 3,000 and 1,000)
 
 Runs ``aecore documents --dataset 20newsgroups --json`` (the CLI contract) and writes the
 precision-recall table to bench/out/documents.md. Target (Hinton & Salakhutdinov 2006, Fig. 4,
@@ -18,6 +19,14 @@ import sys
 from .common import run_cli, write
 
 
+def command(args) -> list[str]:
+    """The ``aecore documents`` arguments this benchmark runs (``--n-train``/``--n-test`` only when given)."""
+    return ["documents", "--dataset", "20newsgroups", "--code-size", str(args.code_size), "--epochs",
+            str(args.epochs), "--seed", str(args.seed), "--data-dir", args.data_dir, "--no-download", "--device", "cpu",
+            *(["--n-train", str(args.n_train)] if args.n_train else []),
+            *(["--n-test", str(args.n_test)] if args.n_test else [])]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code-size", type=int, default=10)
@@ -26,14 +35,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch/BLAS threads (1 is fastest on a busy 2-core machine: spinning threads stall)")
     ap.add_argument("--data-dir", default=os.environ.get("AECORE_DATA"))
+    ap.add_argument("--n-train", type=int, default=None, help="a seeded subset of N training documents (default all)")
+    ap.add_argument("--n-test", type=int, default=None, help="a seeded subset of N test documents (default all)")
     args = ap.parse_args(argv)
     if not args.data_dir:
         print("set AECORE_DATA (or --data-dir) to a data root with 20newsgroups/20news-bydate-{train,test}/",
               file=sys.stderr)
         return 2
-    cmd = ["documents", "--dataset", "20newsgroups", "--code-size",
-           str(args.code_size), "--epochs", str(args.epochs), "--seed", str(args.seed), "--data-dir", args.data_dir,
-           "--no-download", "--device", "cpu"]
+    cmd = command(args)
     lines = run_cli(cmd, args.threads)
     final = lines[-1]
     curves = next(ln for ln in lines if ln.get("event") == "curves")

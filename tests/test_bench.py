@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.growth import _tree_memory_mb, synthetic_ratings
+from bench.growth import _tree_memory_mb, one_image, synthetic_ratings
 
 
 def test_synthetic_ratings_have_the_asked_size_distinct_cells_and_a_rating_scale():
@@ -25,6 +25,32 @@ def test_synthetic_ratings_have_the_asked_size_distinct_cells_and_a_rating_scale
     again, other = synthetic_ratings(90, 170, 1_000, seed=3), synthetic_ratings(90, 170, 1_000, seed=4)
     assert np.array_equal(again.user, r.user) and np.array_equal(again.rating, r.rating)
     assert not np.array_equal(other.user, r.user)
+
+
+def test_growth_row_times_the_epoch_and_counts_the_models_parameters():
+    """One growth row (in this process): the epoch's seconds and samples/s agree, the parameter count
+    is the model's (784-16-784: two 784 x 16 weights and two biases), memory is read."""
+    r = one_image({"variant": "sigmoid", "k": 16, "n": 1_024, "threads": 1})
+    assert r["params"] == 2 * 784 * 16 + 16 + 784
+    assert r["epoch_s"] > 0 and r["samples_per_s"] == pytest.approx(1_024 / r["epoch_s"], rel=1e-6)
+    assert r["peak_mb"] >= r["after_data_mb"] > 50
+    deep = one_image({"variant": "deep", "k": 30, "hidden": [64], "n": 512, "threads": 1})
+    assert deep["params"] == (784 * 64 + 64) + (64 * 30 + 30) + (30 * 64 + 64) + (64 * 784 + 784)
+
+
+def test_documents_benchmark_passes_subsets_to_the_cli_only_when_asked():
+    from bench.documents import command
+
+    ns = dict(code_size=10, epochs=1, seed=0, data_dir="/data")
+    full = command(type("A", (), dict(ns, n_train=None, n_test=None)))
+    assert "--n-train" not in full and "--n-test" not in full and full[:3] == ["documents", "--dataset", "20newsgroups"]
+    sub = command(type("A", (), dict(ns, n_train=3000, n_test=1000)))
+    assert sub[sub.index("--n-train") + 1] == "3000" and sub[sub.index("--n-test") + 1] == "1000"
+    # and the documents CLI itself takes both
+    from aecore.cli import _build_parser
+
+    parsed = _build_parser().parse_args(sub)
+    assert (parsed.n_train, parsed.n_test) == (3000, 1000)
 
 
 def _wait_rss(pid: int, mb: float) -> None:
