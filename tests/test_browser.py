@@ -1,6 +1,7 @@
 """End to end in headless Chromium: a real server, real clicks, live figures."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -120,6 +121,14 @@ def test_recommend_page_trains_and_shows_scores(server, page):
                     "(CI points it at ../shared/data)")
     page.goto(server.url + "/recommend")
     page.get_by_role("heading", name="Recommend").first.wait_for(timeout=60_000)
+    # at most 20 epochs (of 500): the page, not I-AutoRec's full fit (about half a minute), is what is tested here
+    main = page.get_by_test_id("stMain")
+    box = main.get_by_role("spinbutton", name="at most epochs")
+    box.fill("20")
+    box.press("Enter")
+    main.get_by_role("spinbutton", name="at most epochs").wait_for(timeout=10_000)
+    time.sleep(1.0)
+    assert box.input_value() == "20"
     page.get_by_role("button", name="Train", exact=True).click()
     deadline = time.time() + 240
     while time.time() < deadline and len(figures(page)) < 2:
@@ -130,3 +139,5 @@ def test_recommend_page_trains_and_shows_scores(server, page):
     assert len(titles) >= 2, titles
     assert errors(page) == []
     assert "RMSE" in page.inner_text("body")
+    best = re.search(r"best epoch (\d+)", page.inner_text("body"))  # the fit the page was asked for
+    assert best and 1 <= int(best.group(1)) <= 20, page.inner_text("body")[-600:]
