@@ -487,6 +487,8 @@ class Trainer:
         def progress(now):
             nonlocal acc_steps, last_step_reported, last_time_reported
             vals = (acc / max(acc_steps, 1)).tolist()  # the one host sync per cadence
+            if device.type != "cpu":  # on a GPU, the time of the work done, not of its launch (as at the end)
+                now = time.perf_counter()
             bad = first_bad.tolist()
             if any(b >= 0 for b in bad):
                 i = min((b, i) for i, b in enumerate(bad) if b >= 0)[1]

@@ -91,7 +91,8 @@ def graph_check(data, device: str) -> str:
                 return f"graph check: {name} failed to train"
             runs.append((fin[0], trainer.graph_note))
         (g, note), (e, _) = runs
-        dw = max(float((p - q).abs().max()) for p, q in zip(g.model.parameters(), e.model.parameters()))
+        with torch.no_grad():  # (a difference of weights, no graph: torch warned on the float() of one)
+            dw = max(float((p - q).abs().max()) for p, q in zip(g.model.parameters(), e.model.parameters()))
         dl = max(abs(a["loss"] - b["loss"]) / max(abs(b["loss"]), 1e-12) for a, b in zip(g.history, e.history))
         verdict = "same training" if dw < 1e-4 and dl < 1e-4 else "MISMATCH"
         used = "replayed as a CUDA graph" if g.metrics["cuda_graph"] else f"eager ({note})"
