@@ -44,8 +44,7 @@ def one_image(spec: dict) -> dict:
     base_mb = _peak_mb()
     mc = ModelConfig(variant=spec["variant"], code_size=spec["k"], hidden=tuple(spec.get("hidden", ())))
     tc = TrainConfig(epochs=1, batch_size=256, lr=1e-3, n_train=spec["n"], snapshot_every=1e9, progress_every=1e9)
-    run = Trainer(mc, tc, data)
-    for ev in run.run():
+    for ev in Trainer(mc, tc, data).run():
         # with progress_every=1e9 the one Progress comes right after the last step, timed from the first:
         # its elapsed and samples/s are the Finished event's seconds and samples/s, without the test-set
         # evaluation (and its PCA baseline) that Finished waits for
