@@ -1,6 +1,6 @@
 """Training-loop speed: aecore's Trainer against the canonical loop, and against the machine.
 
-    python -m bench.training [--steps 150] [--repeats 3] [--device cpu|cuda] [--precisions float32,bfloat16] [--quick]
+    python -m bench.training [--steps 150] [--repeats 5] [--device cpu|cuda] [--precisions float32,bfloat16] [--quick]
 
 Peer: the loop the canonical examples write (a DataLoader over a TensorDataset with
 shuffle=True, ``loss.item()`` every step, PyTorch's default kernels), the same model,
@@ -220,7 +220,8 @@ def default_precisions(device: str) -> tuple[str, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="alternating repeats (on a noisy 2-core host, 3 gave medians that moved by up to 0.4 between runs)")
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precisions", default=None,
