@@ -50,7 +50,7 @@ VAE_VALIDATION = (
     "130.59, epoch 5 109.05 vs 110.28, epoch 10 106.59 vs 106.93; lower for every seed at every epoch.")
 
 
-QUICK_NOTE = ("--quick (plumbing only): {n_train:,} training and {n_test:,} test images, one epoch; not comparable "
+QUICK_NOTE = ("--quick (plumbing only): {n_train:,} training and {n_test:,} {held} images, one epoch; not comparable "
               "with the reference numbers.")
 
 
@@ -140,8 +140,7 @@ def pca_and_deep(data, quick, lines):
     verdict = (f"{PAPER_DEEP:.2f}: " + ("met" if test_sse < PAPER_DEEP else "not met")
                + "; 2.50: " + ("met" if test_sse <= 2.5 else "not met"))
     if quick:
-        lines += ["", QUICK_NOTE.format(n_train=len(val.x_train), n_test=len(val.x_test)).replace(
-            "test images", "validation images")]
+        lines += ["", QUICK_NOTE.format(n_train=len(val.x_train), n_test=len(val.x_test), held="validation")]
     lines += ["", "Each candidate trains on the first 55,000 training images; the one with the lowest SSE on the "
               "last 5,000 is picked and only it is evaluated on the 10,000 test images. Best validation "
               "cross-entropy at epoch: " + ", ".join(f"{_label(t)}: {t['best_epoch']} of {t['epochs']}" for t in tried)
@@ -248,7 +247,7 @@ def vae(data, quick, lines):
         return float(np.median([c[i] for c in curves[name]]) - np.median([c[i] for c in curves["loop"]]))
 
     lines += ["## VAE 784-400-20 (pytorch/examples set-up), test loss per image (BCE sum + KL)", "",
-              *([QUICK_NOTE.format(n_train=len(data.x_train), n_test=len(data.x_test)), ""] if quick else []),
+              *([QUICK_NOTE.format(n_train=len(data.x_train), n_test=len(data.x_test), held="test"), ""] if quick else []),
               f"Seeds {', '.join(map(str, seeds))}, min / median / max over seeds (the median of an even count is "
               "the mean of the middle two). aecore's Trainer as it trains by default (the decoder's output bias "
               "starts at the log-odds of the training images' mean pixel values, as in Burda et al. 2016), the "

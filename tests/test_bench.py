@@ -18,10 +18,11 @@ def test_a_training_steps_matrix_products_are_counted_without_the_inputs_gradien
     """784-256-784: forward 2 products, backward 3 (both weight gradients, and the code's gradient;
     none for the input): 5 x 2 x 784 x 256 FLOPs per example, 83 % of the issue's 6 x parameters."""
     from aecore.config import ModelConfig
+    from aecore.models import build_model
     from bench.training import step_matmul_flops
 
-    assert step_matmul_flops(ModelConfig(variant="sigmoid", code_size=256)) == 5 * 2 * 784 * 256
-    deep = ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250))
+    assert step_matmul_flops(build_model(ModelConfig(variant="sigmoid", code_size=256), 784)) == 5 * 2 * 784 * 256
+    deep = build_model(ModelConfig(variant="deep", code_size=30, hidden=(1000, 500, 250)), 784)
     layers = [784 * 1000, 1000 * 500, 500 * 250, 250 * 30]  # encoder; the decoder mirrors it
     assert step_matmul_flops(deep) == 2 * 3 * 2 * sum(layers) - 2 * 784 * 1000
 

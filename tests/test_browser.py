@@ -126,7 +126,6 @@ def test_recommend_page_trains_and_shows_scores(server, page):
     box = main.get_by_role("spinbutton", name="at most epochs")
     box.fill("20")
     box.press("Enter")
-    main.get_by_role("spinbutton", name="at most epochs").wait_for(timeout=10_000)
     time.sleep(1.0)
     assert box.input_value() == "20"
     page.get_by_role("button", name="Train", exact=True).click()
