@@ -18,9 +18,8 @@ RAY_MODULES = ("test_ray_runner.py", "test_sweep.py", "test_app_sweep.py")
 
 
 def _unit(path: str) -> str:
-    """The unit of work of a test file (a node id's file part)."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return "ray" if name in RAY_MODULES else path
+    """The unit of work of a test file (a node id's file part; pytest writes it with "/")."""
+    return "ray" if path.rsplit("/", 1)[-1] in RAY_MODULES else path
 
 
 @pytest.hookimpl(optionalhook=True)
