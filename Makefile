@@ -2,8 +2,6 @@
 PY      ?= python3
 VENV    ?= .venv
 PORT    ?= 8501
-# pytest-xdist workers for make test / test-fast (0 runs the suite in this one process)
-TEST_WORKERS ?= 2
 HOST    ?= 127.0.0.1
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -31,10 +29,10 @@ run: $(STAMP)
 	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address $(HOST) --server.headless true
 
 test: $(TSTAMP) chromium
-	$(VENV)/bin/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -q -ra
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not browser and not slow"
+	$(VENV)/bin/python -m pytest -q -ra -m "not browser and not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench
