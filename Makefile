@@ -3,6 +3,8 @@ PY      ?= python3
 VENV    ?= .venv
 PORT    ?= 8501
 HOST    ?= 127.0.0.1
+# pytest-xdist workers for the tests that are not browser tests (0: in this one process)
+TEST_WORKERS ?= 2
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -28,11 +30,16 @@ chromium:
 run: $(STAMP)
 	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address $(HOST) --server.headless true
 
+# the browser tests run after the others, in one process: beside a second worker a fresh server's
+# first render could take longer than Playwright's 30 s. Both parts always run; either failing fails.
 test: $(TSTAMP) chromium
-	$(VENV)/bin/python -m pytest -q -ra
+	@rc=0; \
+	$(VENV)/bin/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not browser" || rc=$$?; \
+	$(VENV)/bin/python -m pytest -q -ra -m browser || rc=$$?; \
+	exit $$rc
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -ra -m "not browser and not slow"
+	$(VENV)/bin/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not browser and not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench

@@ -11,6 +11,30 @@ import torch
 # and on a busy 2-core machine they make a training step ~50x slower (spin-waiting threads).
 torch.set_num_threads(1)
 
+# `make test` runs the tests that are not browser tests on two pytest-xdist workers (`--dist loadfile`),
+# then the browser tests in one process. Each test module is one unit of work, except the modules
+# that start a local Ray cluster, which share one unit so that no two clusters run at once.
+RAY_MODULES = ("test_ray_runner.py", "test_sweep.py", "test_app_sweep.py")
+
+
+def _unit(path: str) -> str:
+    """The unit of work of a test file (a node id's file part)."""
+    name = path.rsplit("/", 1)[-1]  # pytest's node ids use / on every OS
+    return "ray" if name in RAY_MODULES else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Units(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid.split("::", 1)[0])
+
+    return Units(config, log)
+
 
 @pytest.fixture(autouse=True)
 def _private_dirs(tmp_path, monkeypatch):
