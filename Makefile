@@ -11,10 +11,11 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test test-fast bench bench-quick chromium clean
 
 TSTAMP  := $(VENV)/.installed-cluster
-# pip compiles what it installs one file at a time; compileall does the same on every core (a fresh
-# venv with Ray: 43 + 36 s against 116 s). The .pyc files must exist: where PYTHONDONTWRITEBYTECODE
-# is set (as on this CI) Python keeps none it compiles at import, and without them the first test
-# part took 447 s instead of 284 s. torch ships one Python 3.12-only test file, so errors are ignored.
+# pip compiles what it installs one file at a time; compileall does the same on every core (a
+# fresh venv with Ray, timed alternately: 113 and 95 s against 133 and 116 s). The .pyc files must
+# exist: where PYTHONDONTWRITEBYTECODE is set (as on this CI) Python keeps none it compiles at import,
+# and without them the first test part took 447 s instead of 284 s. torch ships one Python
+# 3.12-only test file, so compile errors are ignored.
 COMPILE  = @$(VENV)/bin/python -m compileall -qq -j 0 $(VENV)/lib >/dev/null || true
 
 $(STAMP): pyproject.toml
