@@ -196,6 +196,7 @@ class DistributedTrainer(Trainer):
                 dist.all_reduce(loss)  # every rank reaches Finished after the same number of steps
                 m.update(train_loss=float(loss) / W, world_size=W, global_batch_size=self.train_cfg.batch_size * W,
                          samples_per_second=float(m.get("samples_per_second", 0.0)) * W,
+                         steady_samples_per_second=float(m.get("steady_samples_per_second", 0.0)) * W,
                          backend=self.session.backend)
                 ev = dataclasses.replace(ev, metrics=m)
             yield ev

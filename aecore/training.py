@@ -359,7 +359,9 @@ class Trainer:
     with ``stopped=True`` and its metrics. Events are yielded from ``run()``.
     ``cuda_graph`` (None: ``$AECORE_CUDA_GRAPH``, on by default) lets a CUDA run replay its step as
     a CUDA graph where ``graph_reason`` allows; ``metrics["cuda_graph"]`` says whether it did and
-    ``graph_note`` why not.
+    ``graph_note`` why not. ``metrics["samples_per_second"]`` is the whole run's rate, first step
+    included; ``metrics["steady_samples_per_second"]`` counts from step ``metrics["steady_from_step"]``,
+    once the first GRAPH_WARMUP steps (and on CUDA the capture) are behind it.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
@@ -476,16 +478,18 @@ class Trainer:
         first_bad = torch.full((len(names),), -1, dtype=torch.long, device=device)
         acc_steps = 0
         step = 0
+        samples = 0  # examples stepped on (a short last batch counts what it holds)
+        steady = None  # (step, samples, time) once the warm-up steps (and a capture) are behind
         t0 = time.perf_counter()
         last_progress = last_snap = t0
-        last_step_reported, last_time_reported = 0, t0
+        last_samples_reported, last_time_reported = 0, t0
         snap_every_steps = max(1, total_steps // self.min_snapshots) if self.min_snapshots else None
         next_snap_step = snap_every_steps or 0
         epoch_loss = float("nan")
         stopped = False
 
         def progress(now):
-            nonlocal acc_steps, last_step_reported, last_time_reported
+            nonlocal acc_steps, last_samples_reported, last_time_reported
             vals = (acc / max(acc_steps, 1)).tolist()  # the one host sync per cadence
             if device.type != "cpu":  # on a GPU, the time of the work done, not of its launch (as at the end)
                 now = time.perf_counter()
@@ -496,7 +500,7 @@ class Trainer:
                               f"try a lower learning rate than lr={tc.lr:g}", bad[i], tuple(history))
             terms = dict(zip(names, vals))
             dt = max(now - last_time_reported, 1e-9)
-            sps = (step - last_step_reported) * B / dt
+            sps = (samples - last_samples_reported) / dt
             elapsed = now - t0
             eta = elapsed / step * (total_steps - step) if step else float("nan")
             ev = Progress(step, step / steps_per_epoch, tc.epochs, total_steps, terms, float(sum(vals)),
@@ -505,7 +509,7 @@ class Trainer:
                             "samples_per_second": sps, **terms})
             acc.zero_()
             acc_steps = 0
-            last_step_reported, last_time_reported = step, now
+            last_samples_reported, last_time_reported = samples, now
             return ev
 
         def record(vec, at):
@@ -570,10 +574,15 @@ class Trainer:
                     if replay is not None:  # a short last batch between replays: the device's count follows
                         step_t.fill_(step + 1)
                 acc_steps += 1
+                samples += idx.shape[0]
                 step += 1
                 if graph_wanted and replay is None and warmed >= GRAPH_WARMUP:
                     replay = self._start_graph(graph_step, device, step_t, step)
                     graph_wanted = replay is not None
+                if steady is None and step >= GRAPH_WARMUP and not (graph_wanted and replay is None):
+                    if device.type == "cuda":  # (once per run: the clock starts when the device is idle)
+                        torch.cuda.synchronize(device)
+                    steady = (step, samples, time.perf_counter())
                 if self._should_stop(step):
                     stopped = True
                     break
@@ -606,7 +615,8 @@ class Trainer:
         yield snapshot(step, step / steps_per_epoch, seconds)
         metrics = {"variant": mc.variant, "dataset": tc.dataset, "code_size": mc.code_size,
                    "epochs": step / steps_per_epoch, "steps": step, "device": str(device),
-                   "seconds": seconds, "samples_per_second": step * B / max(seconds, 1e-9) if step else 0.0,
+                   "seconds": seconds, "samples_per_second": samples / max(seconds, 1e-9),
+                   **self._steady_rate(steady, step, samples, now, seconds),
                    "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss),
                    "cuda_graph": replay is not None}
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
@@ -630,6 +640,15 @@ class Trainer:
         if noisy or tc.augment_shift or hasattr(model, "elbo"):
             return "the step draws random numbers (input noise, the VAE's sampling or shifts)"
         return None
+
+    @staticmethod
+    def _steady_rate(steady, step, samples, now, seconds) -> dict:
+        """The rate after the first GRAPH_WARMUP steps and any capture (what a longer run tends to),
+        and the step it counts from; a run too short to have such steps gives its whole-run rate."""
+        if steady is None or step <= steady[0]:
+            return {"steady_samples_per_second": samples / max(seconds, 1e-9), "steady_from_step": 0}
+        return {"steady_samples_per_second": (samples - steady[1]) / max(now - steady[2], 1e-9),
+                "steady_from_step": steady[0]}
 
     def _start_graph(self, graph_step, device, step_t, step):
         """Capture the step; on failure say why (``graph_note``) and go on eagerly."""

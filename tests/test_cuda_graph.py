@@ -10,6 +10,7 @@ captures for real.
 from __future__ import annotations
 
 import threading
+import time
 import types
 
 import numpy as np
@@ -179,6 +180,23 @@ def test_stop_ends_a_replaying_run_within_one_step(emulated, digits):
     assert len(emulated) == 1
 
 
+def test_the_steady_rate_starts_after_the_capture(monkeypatch, digits):
+    # 300 examples at batch 128: full, full, short (44) in each epoch, so the third full batch, and
+    # the capture after it, come at step 4; the capture is made to take 0.4 s
+    def slow_capture(fn, device):
+        time.sleep(0.4)
+        return fn
+
+    monkeypatch.setattr(training, "GRAPH_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(training, "_capture", slow_capture)
+    tc = TrainConfig(epochs=4, batch_size=128, device="cpu", **EVERY_STEP)
+    m = _finished(_run(MODELS["sigmoid"], tc, _data(digits))[1]).metrics
+    assert m["cuda_graph"] is True and m["steps"] == 12 and m["steady_from_step"] == 4
+    window = (2 * 128 + 44 + 2 * 128 + 44 + 128 + 44) / m["steady_samples_per_second"]  # steps 5-12, as counted
+    assert window <= m["seconds"] - 0.4  # the capture lies before it
+    assert m["steady_samples_per_second"] > m["samples_per_second"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the real capture and replay")
 @pytest.mark.parametrize("name", ["sigmoid", "deep"])
 def test_on_a_gpu_the_captured_step_trains_as_the_eager_step(name):
@@ -193,6 +211,7 @@ def test_on_a_gpu_the_captured_step_trains_as_the_eager_step(name):
     gf, ef = _finished(g), _finished(e)
     assert gf.metrics["cuda_graph"] is True, g_trainer.graph_note
     assert ef.metrics["cuda_graph"] is False
+    assert gf.metrics["steady_from_step"] == ef.metrics["steady_from_step"] == training.GRAPH_WARMUP
     for a, b in zip(gf.history, ef.history):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
     for p, q in zip(gf.model.parameters(), ef.model.parameters()):

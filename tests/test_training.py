@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import types
 
 import numpy as np
@@ -15,7 +16,7 @@ from aecore.models import build_model
 from aecore.registry import variant_names
 from aecore.training import Failed, Finished, Progress, Snapshot, Trainer, TrainingFailed, fit, resolve_device
 
-TIMING = {"seconds", "samples_per_second", "elapsed", "eta"}
+TIMING = {"seconds", "samples_per_second", "steady_samples_per_second", "elapsed", "eta"}
 QUIET = dict(progress_every=1e9, snapshot_every=1e9)  # only the start/end snapshot and the final progress
 EVERY_STEP = dict(progress_every=0.0, snapshot_every=1e9)
 
@@ -257,6 +258,38 @@ def test_min_snapshots_spreads_frames_over_a_fast_run(digits):
     steps = [s.step for s in many]
     assert 10 <= len(many) <= 13 and steps == sorted(steps)
     assert steps[0] == 0 and steps[-1] == 4 * 23  # 1437 examples / 64 = 23 steps per epoch
+
+
+def _finished(trainer):
+    (fin,) = [e for e in trainer.run() if isinstance(e, Finished)]
+    return fin
+
+
+class _SlowStart(Trainer):
+    """Steps 1, 2 and 10 each end with a 0.3 s pause (the hook runs after every step)."""
+
+    def _should_stop(self, step):
+        if step < 3 or step == 10:
+            time.sleep(0.3)
+        return super()._should_stop(step)
+
+
+def test_steady_rate_leaves_out_the_warm_up_steps(digits):
+    mc, B = ModelConfig(variant="sigmoid", code_size=8), 50
+    tc = TrainConfig(epochs=2, n_train=500, batch_size=B, device="cpu", **QUIET)  # 2 x 10 steps
+    m = _finished(_SlowStart(mc, tc, digits)).metrics
+    assert m["steps"] == 20 and m["steady_from_step"] == 3  # GRAPH_WARMUP
+    window = (20 - 3) * B / m["steady_samples_per_second"]  # the seconds the steady rate was timed over
+    assert 0.3 <= window <= m["seconds"] - 0.6  # the pauses after steps 1 and 2 lie before it, step 10's in it
+    assert m["samples_per_second"] == pytest.approx(20 * B / m["seconds"])
+    assert m["steady_samples_per_second"] > m["samples_per_second"]
+
+
+def test_a_run_shorter_than_the_warm_up_reports_its_whole_rate_as_steady(digits):
+    tc = TrainConfig(epochs=1, n_train=100, batch_size=50, device="cpu", **QUIET)  # 2 steps
+    m = _finished(_SlowStart(ModelConfig(variant="sigmoid", code_size=8), tc, digits)).metrics
+    assert m["steps"] == 2 and m["steady_from_step"] == 0
+    assert m["steady_samples_per_second"] == m["samples_per_second"] == pytest.approx(100 / m["seconds"])
 
 
 def test_eval_each_epoch_reports_held_out_loss(digits):
