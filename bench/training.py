@@ -63,14 +63,18 @@ def step_matmul_flops(model, dim: int = 784, batch: int = 64) -> float:
     return counter.get_total_flops() / batch
 
 
-def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=None, path=None) -> float:
-    """The Trainer's samples/s; ``path`` (a list), if given, gets "CUDA graph" or "eager"."""
+def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=None, path=None,
+                steady=None) -> float:
+    """The Trainer's samples/s over the whole run; ``path`` (a list), if given, gets "CUDA graph" or
+    "eager", and ``steady`` (a list) the rate after its warm-up steps and capture."""
     tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, n_train=batch * steps, device=device,
                      precision=precision, snapshot_every=1e9, progress_every=1e9)
     for ev in Trainer(mc, tc, data, cuda_graph=cuda_graph).run():
         if isinstance(ev, Finished):
             if path is not None:
                 path.append("CUDA graph" if ev.metrics.get("cuda_graph") else "eager")
+            if steady is not None:
+                steady.append(ev.metrics["steady_samples_per_second"])
             return ev.metrics["samples_per_second"]
     raise RuntimeError("trainer failed")
 
@@ -110,15 +114,15 @@ def _canonical_loop(model, opt, loader, weights, device, autocast) -> float:
 
 
 def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None,
-            precision: str = "float32", path=None):
+            precision: str = "float32", path=None, steady=None):
     """aecore's (in ``precision``) and the float32 reference loop's samples/s, alternating after a
-    warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds.
-    Returns (ours, ref, also) lists."""
+    warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds; ``path`` and
+    ``steady`` as in ``aecore_rate``. Returns (ours, ref, also) lists."""
     ours, ref, other = [], [], []
     aecore_rate(mc, data, batch, warmup, device, precision)
     reference_rate(mc, data, batch, warmup, device)
     for _ in range(repeats):
-        ours.append(aecore_rate(mc, data, batch, steps, device, precision, path=path))
+        ours.append(aecore_rate(mc, data, batch, steps, device, precision, path=path, steady=steady))
         ref.append(reference_rate(mc, data, batch, steps, device))
         if also is not None and (v := also()) is not None:
             other.append(v)

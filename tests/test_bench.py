@@ -214,3 +214,39 @@ def test_bfloat16_rows_are_left_out_where_the_cpu_would_emulate_them(monkeypatch
     precisions, sentence = default_precisions(device)
     assert precisions == expected
     assert ("No bfloat16 rows" in sentence) is (expected == "float32")
+
+
+def test_the_gpu_goal_is_judged_on_the_steady_rate_of_an_h100_class_gpu_only():
+    from bench.gpu import goal_line
+
+    assert goal_line(1_020_000.0, "cuda", "NVIDIA H100 80GB HBM3").endswith(
+        "**met** (1,020,000 samples/s steady on NVIDIA H100 80GB HBM3).")
+    assert "**not met** (999,999 samples/s" in goal_line(999_999.0, "cuda:0", "NVIDIA H200")
+    assert "not judged (1,500,000 samples/s on NVIDIA A10G, not an H100-class GPU)" in goal_line(1.5e6, "cuda", "NVIDIA A10G")
+    assert "not judged (40,000 samples/s on cpu, not a GPU)" in goal_line(4e4, "cpu")
+    assert "not measured" in goal_line(None, "cuda", "NVIDIA H100")
+
+
+def test_the_gpu_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
+    # the plumbing a GPU session runs once, with no second try: the same code on the CPU, tiny
+    import bench.common
+    from bench import gpu
+
+    from aecore.data import Dataset
+
+    x = np.random.default_rng(0).random((2560, 784), dtype=np.float32)  # (the graph check trains on 2,000)
+    small = Dataset(name="random-784", x_train=x, y_train=None, x_test=x[:500].copy(), y_test=None, shape=(28, 28),
+                    kind="image", value_range=(0.0, 1.0))
+    monkeypatch.setattr(gpu, "mnist", lambda: (small, False))
+    monkeypatch.setattr(bench.common, "OUT", tmp_path)
+    assert gpu.main(["--device", "cpu", "--steps", "4", "--repeats", "1", "--warmup", "1", "--batches", "256"]) == 0
+    text = (tmp_path / "gpu-cpu.md").read_text()
+    rows = [r for r in text.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| " + n for n in gpu.MODELS]
+    for r in rows:
+        cells = r.strip("| ").split(" | ")
+        assert cells[3] == "eager" and cells[9] == "n/a"  # no CUDA graph on a CPU, no hand graph
+        whole, steady = (float(c.split(" / ")[1].replace(",", "")) for c in cells[4:6])  # medians
+        assert whole > 0 and steady > 0
+    assert text.count("**same training**") == 2  # the graph check ran both models (eagerly, on the CPU)
+    assert "not judged (" in text and "on cpu, not a GPU)" in text
