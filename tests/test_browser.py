@@ -54,8 +54,17 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
             break
         time.sleep(0.15)
     page.locator(".st-key-train_stop button[disabled]").first.wait_for(timeout=10_000)
-    shot(page, "train-finished")
     assert finished.count(), "the run did not finish within 120 s"
+    # the finished page draws its final figures (the live views give way to them)
+    final = ("test error", "training loss", "filters", "reconstructions")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        titles = [f["title"].lower() for f in figures(page)]
+        if all(any(w in t for t in titles) for w in final):
+            break
+        time.sleep(0.3)
+    assert all(any(w in t for t in titles) for w in final), titles
+    shot(page, "train-finished")
     # seen at least three different states while it ran = changed at least twice
     assert len(loss_sigs) >= 3, f"loss chart changed {len(loss_sigs) - 1} times"
     assert len(filter_sigs) >= 3, f"filter tiles changed {len(filter_sigs) - 1} times"
