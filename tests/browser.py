@@ -127,5 +127,22 @@ def wait_for_figure(page, title_part: str, timeout: float = 90.0, changed_from: 
     raise AssertionError(f"no figure titled like {title_part!r} within {timeout} s; have {figure_titles(page)}")
 
 
+# the figures a finished Train page draws in place of its live views (words of their titles)
+FINAL_TRAIN_FIGURES = ("test error", "training loss", "filters", "reconstructions")
+
+
+def wait_for_final_figures(page, words=FINAL_TRAIN_FIGURES, timeout: float = 30.0) -> list[str]:
+    """Wait until, for every word, some figure's title holds it; the titles (lowercase), or AssertionError."""
+    deadline = time.time() + timeout
+    while True:
+        titles = [f["title"].lower() for f in page.evaluate(FIGURES_JS)]
+        if all(any(w in t for t in titles) for w in words):
+            return titles
+        if time.time() >= deadline:
+            raise AssertionError(f"within {timeout} s the page drew {titles}; it lacks a figure for "
+                                 f"{[w for w in words if not any(w in t for t in titles)]}")
+        time.sleep(0.3)
+
+
 def wait_for_text(page, text: str, timeout: float = 60.0) -> None:
     page.get_by_text(text).first.wait_for(timeout=timeout * 1000)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser import chromium_missing, errors, figures, shot, wait_for_text
+from browser import chromium_missing, errors, figures, shot, wait_for_final_figures, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -55,15 +55,7 @@ def test_train_shows_live_loss_and_filters_changing(server, page):
         time.sleep(0.15)
     page.locator(".st-key-train_stop button[disabled]").first.wait_for(timeout=10_000)
     assert finished.count(), "the run did not finish within 120 s"
-    # the finished page draws its final figures (the live views give way to them)
-    final = ("test error", "training loss", "filters", "reconstructions")
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        titles = [f["title"].lower() for f in figures(page)]
-        if all(any(w in t for t in titles) for w in final):
-            break
-        time.sleep(0.3)
-    assert all(any(w in t for t in titles) for w in final), titles
+    wait_for_final_figures(page)  # the finished page draws its final figures (the live views give way to them)
     shot(page, "train-finished")
     # seen at least three different states while it ran = changed at least twice
     assert len(loss_sigs) >= 3, f"loss chart changed {len(loss_sigs) - 1} times"
@@ -86,6 +78,7 @@ def test_precision_shifts_and_output_bias_from_the_url_train_to_the_end(server, 
     wait_for_text(page, "Finished after", timeout=120)
     # the job's description
     assert "device auto, random shifts ≤ 1 px, bfloat16, output bias from the model's own init" in page.inner_text("body")
+    wait_for_final_figures(page)
     shot(page, "train-bfloat16-shift")
     assert errors(page) == []
     assert "Failed" not in page.inner_text("body")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from browser import chromium_missing, errors, shot
+from browser import chromium_missing, errors, shot, wait_for_final_figures
 
 pytestmark = pytest.mark.browser
 
@@ -74,6 +74,7 @@ def test_good_npy_upload_trains(server, page, tmp_path):
     body = page.inner_text("body")
     assert "my blobs.npy" in body
     assert errors(page) == []
+    wait_for_final_figures(page)  # the uploaded 6x5 images as filters and reconstructions too
     shot(page, "upload-good-npy-trained")
 
 

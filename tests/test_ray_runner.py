@@ -158,7 +158,7 @@ def ray_server(tmp_path_factory):
 
 @pytest.mark.browser
 def test_train_page_trains_and_stops_on_ray(ray_server, page):
-    from browser import errors, shot, wait_for_text
+    from browser import errors, shot, wait_for_final_figures, wait_for_text
 
     page.goto(ray_server.url + "/?variant=sigmoid&K=16&epochs=150&lr=0.01")
     page.get_by_role("button", name="Train", exact=True).click()
@@ -171,8 +171,9 @@ def test_train_page_trains_and_stops_on_ray(ray_server, page):
         if src:
             frames.add(src)
         time.sleep(0.15)
-    shot(page, "train-ray-finished")
     assert finished.count(), "the Ray job did not finish within 120 s"
+    wait_for_final_figures(page)
+    shot(page, "train-ray-finished")
     assert len(frames) >= 2, f"the live filters changed {len(frames) - 1} times"
     assert errors(page) == []
 
