@@ -41,6 +41,12 @@ def term_names(history: Sequence[Mapping]) -> list[str]:
     return names
 
 
+def line_mode(n_points: int) -> str:
+    """A plotly line trace's mode: a trace of one point draws nothing as "lines", so it is a marker
+    (a run that reported its loss once, a 1-epoch curve)."""
+    return "lines" if n_points > 1 else "markers"
+
+
 def loss_curve(history: Sequence[Mapping], title: str = "Training loss", unit: str = "per example",
                log_y: bool = False) -> go.Figure:
     """One line per named (weighted) loss term plus the total, against epochs.
@@ -51,10 +57,10 @@ def loss_curve(history: Sequence[Mapping], title: str = "Training loss", unit: s
     epochs = [r.get("epoch") for r in history]
     names = term_names(history)
     for i, name in enumerate(names):
-        fig.add_trace(go.Scatter(x=epochs, y=[r.get(name) for r in history], name=name, mode="lines",
+        fig.add_trace(go.Scatter(x=epochs, y=[r.get(name) for r in history], name=name, mode=line_mode(len(epochs)),
                                  line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
     if len(names) != 1:  # with one term the total is the same line
-        fig.add_trace(go.Scatter(x=epochs, y=[r.get("loss") for r in history], name="total", mode="lines",
+        fig.add_trace(go.Scatter(x=epochs, y=[r.get("loss") for r in history], name="total", mode=line_mode(len(epochs)),
                                  line=dict(color="black", width=2, dash="dot")))
     style_layout(fig, title, "epoch", f"loss ({unit})")
     if log_y:
@@ -72,7 +78,8 @@ def loss_overlay(histories: Mapping[str, Sequence[Mapping]], term: str = "loss",
     fig = go.Figure()
     for i, (label, history) in enumerate(histories.items()):
         fig.add_trace(go.Scatter(x=[r.get("epoch") for r in history], y=[r.get(term) for r in history],
-                                 name=label, mode="lines", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
+                                 name=label, mode=line_mode(len(history)),
+                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2.5)))
     style_layout(fig, title, "epoch", f"{'total loss' if term == 'loss' else term} ({unit})", height=420)
     fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
     if log_y:

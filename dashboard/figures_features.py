@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import FONT, PALETTE, style_layout as _layout
+from .figures import FONT, PALETTE, line_mode, style_layout as _layout
 
 __all__ = ["precision_recall", "document_map", "unit_words", "probe_bars", "pretrain_curves", "METHOD_NAMES"]
 
@@ -120,7 +120,7 @@ def pretrain_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], dataset
             ys = c.get(which if value == "accuracy" else f"{which}_loss")
             if ys is None:
                 continue
-            fig.add_trace(go.Scatter(x=list(c["epoch"]), y=list(ys), mode="lines",
+            fig.add_trace(go.Scatter(x=list(c["epoch"]), y=list(ys), mode=line_mode(len(ys)),
                                      name=f"{key} labels, {'pre-trained' if which == 'pretrained' else 'random init'}",
                                      line=dict(color=color, width=3 if which == "pretrained" else 2.5, dash=dash)))
     on = f" on {dataset}" if dataset else ""

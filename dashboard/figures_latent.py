@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .figures import PALETTE, grid_axes, image_shape, style_layout, tile_mosaic
+from .figures import PALETTE, grid_axes, image_shape, line_mode, style_layout, tile_mosaic
 
 __all__ = ["label_colors", "latent_scatter", "code_bars", "image_pair", "principal_angles_figure",
            "error_vs_k_figure", "components_figure", "variant_sse_figure"]
@@ -115,7 +115,7 @@ def principal_angles_figure(steps: Sequence[float], angles: Sequence[np.ndarray 
         xs = [s for s, _ in rows]
         colors = label_colors(k)
         for j in range(k):
-            fig.add_trace(go.Scatter(x=xs, y=[a[j] if j < len(a) else None for _, a in rows], mode="lines",
+            fig.add_trace(go.Scatter(x=xs, y=[a[j] if j < len(a) else None for _, a in rows], mode=line_mode(len(xs)),
                                      name=f"θ{j + 1}", line=dict(width=2.5, color=colors[j]),
                                      hovertemplate=f"θ{j + 1}" + " = %{y:.2f}°<br>step %{x}<extra></extra>"))
     else:

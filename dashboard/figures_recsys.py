@@ -10,6 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .figures import line_mode
+
 __all__ = ["item_map_figure", "metrics_figure", "validation_curve"]
 
 FONT = dict(size=15)
@@ -69,7 +71,7 @@ def metrics_figure(table: Sequence[Mapping], k: int = 10) -> go.Figure:
 def validation_curve(history: Sequence[Mapping], key: str = "valid_rmse", best_epoch: int | None = None) -> go.Figure:
     """The validation metric per epoch of the epoch-selection run, the chosen epoch marked."""
     rows = [r for r in history if key in r]
-    fig = go.Figure(go.Scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows], mode="lines",
+    fig = go.Figure(go.Scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows], mode=line_mode(len(rows)),
                                name=key, line=dict(color="#0072B2", width=2.5)))
     if best_epoch:
         fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")

@@ -27,3 +27,24 @@ def test_recon_image_rows_and_grey_levels():
     assert (img[0, 0] == 0).all()  # a 1 is black (as plotly's gray_r)
     assert (img[0, f] == 255).all()  # a 0 is white
     assert 120 <= img[3 * f, 0, 0] <= 135  # the output row: 0.5 is mid grey
+
+
+def _drawn(trace) -> bool:
+    """Whether plotly draws something for this scatter trace: a line needs two points, a marker one."""
+    return len(trace.x) >= 2 or "markers" in trace.mode
+
+
+def test_a_run_that_reported_once_still_shows_its_loss_and_longer_runs_draw_lines():
+    from dashboard import figures_features, figures_latent, figures_recsys
+
+    one = [{"step": 6, "epoch": 3.0, "loss": 18.1, "recon": 17.0, "sparsity": 1.1}]  # a 6-step run: one report
+    figs = [figures.loss_curve(one), figures.loss_overlay({"run a": one}),
+            figures_latent.principal_angles_figure([6], [np.array([40.0, 10.0])]),
+            figures_features.pretrain_curves({"100": {"epoch": [1], "pretrained": [0.8], "random": [0.7]}}),
+            figures_recsys.validation_curve([{"epoch": 1, "valid_rmse": 0.95}], best_epoch=1)]
+    for fig in figs:
+        assert fig.data and all(_drawn(t) for t in fig.data), fig.layout.title.text
+    assert len(figures.loss_curve(one).data) == 3  # recon, sparsity and the total, each a point
+    two = one + [{"step": 12, "epoch": 6.0, "loss": 17.0, "recon": 16.0, "sparsity": 1.0}]
+    assert {t.mode for t in figures.loss_curve(two).data} == {"lines"}
+    assert {t.mode for t in figures.loss_overlay({"run a": two, "run b": one}).data} == {"lines", "markers"}
