@@ -5,7 +5,7 @@ import numpy as np
 from scipy.linalg import subspace_angles
 
 __all__ = ["recon_errors", "principal_angles_deg", "psnr", "linear_probe_accuracy", "knn_accuracy",
-           "component_abs_cosines"]
+           "knn_correct", "paired_sign_test", "component_abs_cosines"]
 
 
 CHUNK_ROWS = 4096  # rows in float64 at a time: a few MB, not three float64 copies of a whole test set
@@ -52,11 +52,16 @@ def linear_probe_accuracy(z_train, y_train, z_test, y_test, n_labels: int | None
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out k-nearest-neighbour label accuracy of a 2-D (or any) map.
+    """Leave-one-out k-nearest-neighbour label accuracy of a 2-D (or any) map: the fraction of
+    ``knn_correct``."""
+    return float(knn_correct(points, labels, k).mean())
+
+
+def knn_correct(points: np.ndarray, labels: np.ndarray, k: int = 5) -> np.ndarray:
+    """Whether each point's leave-one-out k-nearest-neighbour vote gives its own label, (N,) bool.
 
     Each point is classified by the majority label of its k nearest other points (ties go to
-    the smallest label); returns the fraction classified correctly. Vectorized: one
-    neighbour query, one vote count, no Python loop over points.
+    the smallest label). Vectorized: one neighbour query, one vote count, no Python loop over points.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -80,7 +85,21 @@ def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     counts = np.zeros((n, len(classes)), dtype=np.int64)
     np.add.at(counts, (np.repeat(np.arange(n), k), votes.ravel()), 1)  # (N, C) votes per class
     pred = counts.argmax(axis=1)  # first maximum: the smallest label wins a tie, as np.bincount().argmax()
-    return float((pred == y).mean())
+    return pred == y
+
+
+def paired_sign_test(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[int, int, float]:
+    """Two classifiers judged on the same examples: (examples only a gets right, examples only b gets
+    right, two-sided p-value of the exact sign test (McNemar's exact test) that neither is better).
+    Examples both get right or both get wrong say nothing about which is better."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a_correct and b_correct must be (N,) over the same examples; got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return only_a, only_b, p
 
 
 def component_abs_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from aecore.metrics import paired_sign_test
+
 from .figures import PALETTE, grid_axes, image_shape, line_mode, style_layout, tile_mosaic
 
 __all__ = ["label_colors", "latent_scatter", "code_bars", "image_pair", "principal_angles_figure",
@@ -207,3 +209,20 @@ def variant_sse_figure(names: Sequence[str], sse: Sequence[float | None], pca_ss
             "squared error per image (sum over pixels)", height=400)
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def separation_verdict(code_right: np.ndarray, raw_right: np.ndarray, k: int = 5) -> str:
+    """Whether the code's 2-D map separates labels better than the pixels' map: each map's per-example
+    leave-one-out k-NN verdicts (``aecore.metrics.knn_correct``) on the same examples, compared by the
+    exact sign test at the 5 % level (a gap of a point or two on a few hundred examples is chance)."""
+    only_code, only_raw, p = paired_sign_test(code_right, raw_right)
+    acc, acc_raw, n = float(code_right.mean()), float(raw_right.mean()), len(code_right)
+    if p < 0.05:
+        word = "better than" if only_code > only_raw else "worse than"
+        why = f"Chance alone rarely gives a gap this size (sign test, p = {p:.2g})."
+    else:
+        word = "about as well as"
+        why = f"Chance alone often gives a gap this size (sign test, p = {p:.2f})."
+    return (f"On these 2-D maps the code separates labels **{word}** the raw pixels ({k}-NN accuracy "
+            f"{acc:.2f} vs {acc_raw:.2f} on {n} examples; {only_code} are placed right only on the code's map, "
+            f"{only_raw} only on the pixels'). {why}")

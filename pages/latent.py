@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from aecore import embedding
-from aecore.metrics import knn_accuracy
+from aecore.metrics import knn_accuracy, knn_correct
 from dashboard import figures_latent as figs
 from dashboard.figures_live import live_container
 from dashboard import classroom, state
@@ -94,11 +94,13 @@ def _selected_example(event) -> int | None:
 
 def _map(codes: np.ndarray, labels, label_names, index, method: str, what: str, key: str, highlight: int):
     pts, used = embedding.embed_2d(codes, method=method)
-    acc = knn_accuracy(pts, labels, k=KNN_K) if labels is not None and len(pts) > KNN_K else None
+    right = knn_correct(pts, labels, k=KNN_K) if labels is not None and len(pts) > KNN_K else None
+    acc = None if right is None else float(right.mean())
     fig = figs.latent_scatter(pts, labels, label_names, _title(what, used, acc), *_axes(used), index=index,
                               highlight=highlight)
     event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
-    return event, used, acc
+    return event, used, right
+
 
 
 def _draw(cm, ds) -> None:
@@ -131,19 +133,17 @@ def _draw(cm, ds) -> None:
     highlight = int(ss[EXAMPLE_KEY])
     left, right = st.columns(2)
     with left:
-        ev_code, used, acc = _map(codes, labels, names, idx, method, f"Codes (K = {k})", "latent_map_codes", highlight)
+        ev_code, used, code_right = _map(codes, labels, names, idx, method, f"Codes (K = {k})", "latent_map_codes", highlight)
         st.caption(f"Each dot is one test example placed by its code ({embedding.METHOD_LABELS[used]}). "
                    "Look for tight, separate colours: labels the autoencoder learned to tell apart without "
                    f"seeing them. {KNN_K}-NN accuracy: how often an example's {KNN_K} nearest dots share its label.")
     with right:
-        ev_raw, used_raw, acc_raw = _map(x, labels, names, idx, raw_method, f"Raw pixels (D = {ds.dim})",
+        ev_raw, used_raw, right_raw = _map(x, labels, names, idx, raw_method, f"Raw pixels (D = {ds.dim})",
                                          "latent_map_raw", highlight)
         st.caption(f"The same examples placed by their raw pixels ({embedding.METHOD_LABELS[used_raw]}): the "
                    "baseline. Does the code's map separate labels better or worse than the pixels'?")
-    if acc is not None and acc_raw is not None:
-        better = "better than" if acc > acc_raw + 0.005 else ("worse than" if acc < acc_raw - 0.005 else "as well as")
-        st.markdown(f"On these 2-D maps the code separates labels **{better}** the raw pixels "
-                    f"({KNN_K}-NN accuracy {acc:.2f} vs {acc_raw:.2f}).")
+    if code_right is not None and right_raw is not None:
+        st.markdown(figs.separation_verdict(code_right, right_raw, KNN_K))
 
     # a click on either map selects an example (applied once per new selection, so the
     # number box below can still be changed by hand afterwards)

@@ -95,6 +95,10 @@ def test_maps_of_a_trained_model(monkeypatch):
     acc_raw = float(ACC.search(raw_title).group(1))
     assert acc_raw > 0.5  # PCA of raw digits pixels
     assert 0 < acc_codes <= 1
+    # the two maps compared on the same examples, with the accuracies the titles give
+    (verdict,) = [m.value for m in at.markdown if m.value.startswith("On these 2-D maps")]
+    assert re.search(r"\*\*(better than|worse than|about as well as)\*\*", verdict), verdict
+    assert f"accuracy {acc_codes:.2f} vs {acc_raw:.2f} on 360 examples" in verdict and "(sign test, p = " in verdict
 
     # picking an example (a click sets the same number) shows its pair and its code
     at.number_input(key="latent_example").set_value(7).run()

@@ -8,7 +8,7 @@ from aecore import embedding
 from aecore.baselines import fit_pca, pca_error_curve, recovered_components
 from aecore.config import ModelConfig
 from aecore.embedding import embed_2d, encode_array, reconstruct_array
-from aecore.metrics import component_abs_cosines, knn_accuracy, recon_errors
+from aecore.metrics import component_abs_cosines, knn_accuracy, knn_correct, paired_sign_test, recon_errors
 from aecore.models import build_model
 
 
@@ -143,3 +143,43 @@ def test_encode_and_reconstruct_arrays_match_the_model():
         np.testing.assert_allclose(reconstruct_array(model, x), model.reconstruct(torch.from_numpy(x)).numpy(), rtol=1e-6)
     assert encode_array(model, x[:0]).shape == (0, 3)
     assert model.training  # mode untouched (the model may be shared)
+
+
+def test_knn_correct_is_per_example_and_its_mean_the_accuracy(blobs):
+    pts, labels = blobs
+    right = knn_correct(pts, labels, k=5)
+    assert right.dtype == bool and right.shape == labels.shape
+    assert right.mean() == knn_accuracy(pts, labels, k=5)
+    # a point planted inside another label's blob is misplaced, the rest of its own blob not
+    moved = pts.copy()
+    other = np.flatnonzero(labels != labels[0])[0]
+    moved[0] = pts[other]
+    assert not knn_correct(moved, labels, k=5)[0]
+
+
+def test_paired_sign_test_counts_the_discordant_examples_and_gives_the_exact_p():
+    a = np.array([True] * 9 + [False] * 1 + [True] * 50 + [False] * 40)
+    b = np.array([False] * 9 + [True] * 1 + [True] * 50 + [False] * 40)
+    only_a, only_b, p = paired_sign_test(a, b)
+    assert (only_a, only_b) == (9, 1)
+    assert p == pytest.approx(2 * (1 + 10) / 2 ** 10)  # P(X <= 1) + P(X >= 9), X ~ Binomial(10, 1/2)
+    assert paired_sign_test(b, a) == (1, 9, pytest.approx(p))
+    assert paired_sign_test(a, a) == (0, 0, 1.0)  # no example tells them apart
+    with pytest.raises(ValueError, match="same examples"):
+        paired_sign_test(a, b[:-1])
+
+
+def test_the_latent_page_calls_a_small_gap_chance_and_a_large_one_a_difference():
+    from dashboard.figures_latent import separation_verdict
+
+    rng = np.random.default_rng(0)
+    raw = rng.random(360) < 0.56
+    code = raw.copy()
+    flip = rng.choice(360, 40, replace=False)
+    code[flip] = ~code[flip]  # 40 examples change: about as many gained as lost
+    text = separation_verdict(code, raw)
+    assert "**about as well as**" in text and "on 360 examples" in text
+    code = raw | (rng.random(360) < 0.3)  # the code also gets ~30 % of the pixels' misses right
+    text = separation_verdict(code, raw)
+    assert "**better than**" in text and f"{int((code & ~raw).sum())} are placed right only on the code's map, 0 only" in text
+    assert "**worse than**" in separation_verdict(raw, code)
