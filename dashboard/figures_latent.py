@@ -18,7 +18,7 @@ from aecore.metrics import paired_sign_test
 from .figures import PALETTE, grid_axes, image_shape, line_mode, style_layout, tile_mosaic
 
 __all__ = ["label_colors", "latent_scatter", "code_bars", "image_pair", "principal_angles_figure",
-           "error_vs_k_figure", "components_figure", "variant_sse_figure"]
+           "error_vs_k_figure", "components_figure", "variant_sse_figure", "separation_verdict"]
 
 
 def label_colors(n: int) -> list[str]:

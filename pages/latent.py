@@ -133,7 +133,8 @@ def _draw(cm, ds) -> None:
     highlight = int(ss[EXAMPLE_KEY])
     left, right = st.columns(2)
     with left:
-        ev_code, used, code_right = _map(codes, labels, names, idx, method, f"Codes (K = {k})", "latent_map_codes", highlight)
+        ev_code, used, code_right = _map(codes, labels, names, idx, method, f"Codes (K = {k})", "latent_map_codes",
+                                         highlight)
         st.caption(f"Each dot is one test example placed by its code ({embedding.METHOD_LABELS[used]}). "
                    "Look for tight, separate colours: labels the autoencoder learned to tell apart without "
                    f"seeing them. {KNN_K}-NN accuracy: how often an example's {KNN_K} nearest dots share its label.")

@@ -222,7 +222,8 @@ def test_the_gpu_goal_is_judged_on_the_steady_rate_of_an_h100_class_gpu_only():
     assert goal_line(1_020_000.0, "cuda", "NVIDIA H100 80GB HBM3").endswith(
         "**met** (1,020,000 samples/s steady on NVIDIA H100 80GB HBM3).")
     assert "**not met** (999,999 samples/s" in goal_line(999_999.0, "cuda:0", "NVIDIA H200")
-    assert "not judged (1,500,000 samples/s on NVIDIA A10G, not an H100-class GPU)" in goal_line(1.5e6, "cuda", "NVIDIA A10G")
+    assert "not judged (1,500,000 samples/s on NVIDIA A10G, not an H100-class GPU)" in goal_line(
+        1.5e6, "cuda", "NVIDIA A10G")
     assert "not judged (40,000 samples/s on cpu, not a GPU)" in goal_line(4e4, "cpu")
     assert "not measured" in goal_line(None, "cuda", "NVIDIA H100")
 

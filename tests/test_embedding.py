@@ -181,5 +181,6 @@ def test_the_latent_page_calls_a_small_gap_chance_and_a_large_one_a_difference()
     assert "**about as well as**" in text and "on 360 examples" in text
     code = raw | (rng.random(360) < 0.3)  # the code also gets ~30 % of the pixels' misses right
     text = separation_verdict(code, raw)
-    assert "**better than**" in text and f"{int((code & ~raw).sum())} are placed right only on the code's map, 0 only" in text
+    gained = int((code & ~raw).sum())
+    assert "**better than**" in text and f"{gained} are placed right only on the code's map, 0 only" in text
     assert "**worse than**" in separation_verdict(raw, code)
