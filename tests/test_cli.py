@@ -10,6 +10,7 @@ from aecore.cli import main
 from aecore.registry import variant_names
 
 REQUIRED = {"variant", "dataset", "code_size", "epochs", "device", "seconds", "samples_per_second",
+            "steady_samples_per_second", "steady_from_step",
             "train_loss", "test_mse", "test_sse", "pca_mse", "pca_sse"}
 
 
