@@ -196,14 +196,18 @@ def recon_strip(inputs: np.ndarray, recon: np.ndarray, shape: Sequence[int] | No
 def metric_comparison(labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
                       title: str = "Test reconstruction error", y_title: str = "squared error per image",
                       x_title: str = "run") -> go.Figure:
-    """Grouped bars: one group per label (a run, a model), one bar per series (e.g. autoencoder vs PCA)."""
+    """Grouped bars: one group per label (a run, a model), one bar per series (e.g. autoencoder vs PCA).
+    With one label the series name their own bars on the x axis and the label becomes its title: no
+    legend, which in a narrow column wraps onto the figure's title."""
     fig = go.Figure()
+    single = len(labels) == 1
     for i, (name, values) in enumerate(series.items()):
         vals = [None if v is None else float(v) for v in values]
-        fig.add_trace(go.Bar(x=list(labels), y=vals, name=name, marker_color=PALETTE[i % len(PALETTE)],
+        fig.add_trace(go.Bar(x=[name] if single else list(labels), y=vals, name=name,
+                             marker_color=PALETTE[i % len(PALETTE)], showlegend=not single,
                              text=[("" if v is None else f"{v:.3g}") for v in vals], textposition="outside"))
-    fig.update_layout(barmode="group")
-    style_layout(fig, title, x_title, y_title, height=400)
+    fig.update_layout(barmode="overlay" if single else "group")  # (one bar per category: full width)
+    style_layout(fig, title, str(labels[0]) if single else x_title, y_title, height=400)
     return fig
 
 

@@ -48,3 +48,15 @@ def test_a_run_that_reported_once_still_shows_its_loss_and_longer_runs_draw_line
     two = one + [{"step": 12, "epoch": 6.0, "loss": 17.0, "recon": 16.0, "sparsity": 1.0}]
     assert {t.mode for t in figures.loss_curve(two).data} == {"lines"}
     assert {t.mode for t in figures.loss_overlay({"run a": two, "run b": one}).data} == {"lines", "markers"}
+
+
+def test_metric_comparison_of_one_group_names_its_bars_on_the_axis_instead_of_a_legend():
+    fig = figures.metric_comparison(["test set"], {"autoencoder": [2.86], "PCA (K=3)": [2.88]}, x_title="")
+    assert [list(t.x) for t in fig.data] == [["autoencoder"], ["PCA (K=3)"]]
+    assert [t.showlegend for t in fig.data] == [False, False] and fig.layout.barmode == "overlay"
+    assert fig.layout.xaxis.title.text == "test set"
+    assert [list(t.y) for t in fig.data] == [[2.86], [2.88]] and fig.data[0].text == ("2.86",)
+    many = figures.metric_comparison(["run a", "run b"], {"autoencoder": [1.0, 2.0], "PCA": [1.5, None]})
+    assert [list(t.x) for t in many.data] == [["run a", "run b"]] * 2
+    assert many.layout.barmode == "group" and all(t.showlegend is not False for t in many.data)
+    assert many.layout.xaxis.title.text == "run" and many.data[1].text == ("1.5", "")
