@@ -26,7 +26,10 @@ LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per i
 def style_layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
     fig.update_layout(template="plotly_white", title=dict(text=title, font=TITLE_FONT), font=FONT, height=height,
                       margin=dict(l=70, r=20, t=60, b=60),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+                      # below everything, growing downwards: a legend above the plot wraps onto the title
+                      # in a narrow (half-width) figure, and plotly does not keep the two apart
+                      legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", xanchor="center",
+                                  x=0.5))
     axis = dict(tickfont=dict(size=14), title_font=dict(size=16))
     fig.update_xaxes(title_text=x_title, **axis)
     fig.update_yaxes(title_text=y_title, **axis)
@@ -159,7 +162,7 @@ def filter_grid(W: np.ndarray, shape: Sequence[int] | None, title: str = "Filter
     suffix = f" (first {n} of {W.shape[0]})" if n < W.shape[0] else ""
     order_note = ", largest norm first" if order == "norm" else ""
     style_layout(fig, f"{title}{suffix}", "", "", height=height or _grid_height(mosaic.shape))
-    grid_axes(fig, f"one tile per row, reshaped to {h}×{w} pixels{order_note}", "")
+    grid_axes(fig, f"each tile: one row, {h}×{w} pixels{order_note}", "")
     return fig
 
 

@@ -66,9 +66,9 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, label_names: S
             fig.add_annotation(x=x, y=y, text=f"#{highlight}", showarrow=True, arrowhead=2, arrowwidth=2,
                                ax=30, ay=-30, font=dict(size=14, color="black"), bgcolor="rgba(255,255,255,0.8)")
     style_layout(fig, title, x_title, y_title, height=height)
-    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02,
-                                  title=dict(text="label")),
-                      clickmode="event+select", dragmode="pan")
+    # (style_layout's legend, below the plot: ten labels on the right of a half-width map were
+    # moved over its title)
+    fig.update_layout(legend_title_text="label", clickmode="event+select", dragmode="pan")
     return fig
 
 

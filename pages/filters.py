@@ -65,7 +65,7 @@ def _draw(option: str, cur, order: str, max_tiles: int) -> None:
                             theme=None, key="filters_pca")
             st.caption("PCA's basis, by decreasing variance explained. A component's sign is arbitrary.")
     left, right = st.columns(2)
-    left.plotly_chart(figures.filter_grid(dW.T, shape, title="Decoder: columns of W* (what each unit writes)",
+    left.plotly_chart(figures.filter_grid(dW.T, shape, title="Decoder: columns of W*",
                                           order=order, max_tiles=max_tiles),
                       theme=None, key="filters_dec")
     with right:

@@ -186,7 +186,7 @@ def _draw_summary(job) -> None:
         if m.get("test_sse") is not None and m.get("pca_sse") is not None:
             st.plotly_chart(figures.metric_comparison(["test set"], {"autoencoder": [m["test_sse"]],
                                                                      f"PCA (K={k})": [m["pca_sse"]]},
-                                                      title="Test error: autoencoder vs PCA",
+                                                      title="Test error vs PCA",
                                                       y_title="squared error per image", x_title=""),
                             theme=None, key=f"train_cmp_{job.id}")
             st.caption("Lower is better. Look for which bar is shorter.")

@@ -96,6 +96,47 @@ ERRORS_JS = """() => Array.from(document.querySelectorAll(
   '[data-testid="stException"], [data-testid="stAlertContentError"]')).map(e => e.innerText)"""
 
 
+# plotly figures whose legend box overlaps their title or an axis title: "figure title: what it hits"
+LEGEND_OVERLAPS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(el => {
+  const legend = el.querySelector('g.legend');
+  if (!legend) return [];
+  const l = legend.getBoundingClientRect();
+  const t = el.querySelector('.g-gtitle text');
+  const name = t ? t.textContent : '';
+  return Array.from(el.querySelectorAll('.g-gtitle text, .g-xtitle text, .g-ytitle text')).filter(x => {
+    const r = x.getBoundingClientRect();
+    return r.width > 0 && l.left < r.right && r.left < l.right && l.top < r.bottom && r.top < l.bottom;
+  }).map(x => name + ': ' + x.textContent);
+})"""
+
+
+# plotly figures whose title or axis title runs past the figure's edge (plotly never wraps them)
+CLIPPED_TITLES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(el => {
+  const f = el.getBoundingClientRect();
+  return Array.from(el.querySelectorAll('.g-gtitle text, .g-xtitle text, .g-ytitle text')).filter(x => {
+    const r = x.getBoundingClientRect();
+    return r.width > 0 && (r.left < f.left - 1 || r.right > f.right + 1 || r.top < f.top - 1 || r.bottom > f.bottom + 1);
+  }).map(x => x.textContent);
+})"""
+
+
+def clipped_titles(page) -> list[str]:
+    """The figure and axis titles on the page that do not fit inside their figure."""
+    return page.evaluate(CLIPPED_TITLES_JS)
+
+
+def legend_overlaps(page) -> list[str]:
+    """Every plotly figure's legend that covers its title or an axis title, as "title: what it hits"."""
+    return page.evaluate(LEGEND_OVERLAPS_JS)
+
+
+def legends(page) -> list[str]:
+    """Titles of the plotly figures on the page that draw a legend."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+      .filter(el => el.querySelector('g.legend')).map(el => {
+        const t = el.layout && el.layout.title; return t ? (typeof t === 'string' ? t : (t.text || '')) : ''; })""")
+
+
 def shot(page, name: str) -> Path:
     SHOTS.mkdir(exist_ok=True)
     path = SHOTS / f"{name}.png"

@@ -113,7 +113,7 @@ def test_short_training_run_finishes_with_metrics_and_live_figures(at):
     figure(at, "Filters: rows of W")
     recon = figure(at, "Reconstructions")
     assert recon["layout"]["yaxis"]["ticktext"] == ["input", "output"]
-    figure(at, "autoencoder vs PCA")
+    figure(at, "Test error vs PCA")
     # the button is back for the next run, Stop is off
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
 

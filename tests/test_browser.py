@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from browser import chromium_missing, errors, figures, shot, wait_for_final_figures, wait_for_text
+from browser import (chromium_missing, clipped_titles, errors, figures, legend_overlaps, legends, shot,
+                     wait_for_figure, wait_for_final_figures, wait_for_text)
 
 pytestmark = pytest.mark.browser
 
@@ -82,6 +83,30 @@ def test_precision_shifts_and_output_bias_from_the_url_train_to_the_end(server, 
     shot(page, "train-bfloat16-shift")
     assert errors(page) == []
     assert "Failed" not in page.inner_text("body")
+
+
+def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(server, page):
+    # 1280 px with the sidebar open (a projector, or 1920 px zoomed to 150 %): the half-width figures
+    # are about 400 px wide. A sparse run's three-entry legend once wrapped onto its title there, the
+    # Latent maps' ten labels covered theirs, and a long title ran past its figure's edge.
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.goto(server.url + "/?variant=sparse&K=8&epochs=30")
+    page.get_by_role("button", name="Train", exact=True).click()
+    wait_for_text(page, "Finished after", timeout=120)
+    wait_for_final_figures(page)
+    shot(page, "train-sparse-1280px")
+    assert any("loss" in t.lower() for t in legends(page)), f"no loss figure with a legend: {legends(page)}"
+    assert legend_overlaps(page) == []
+    assert clipped_titles(page) == []
+    for title, figure in (("Filters", "Decoder"), ("Latent space", "Codes")):
+        page.get_by_role("link", name=title).first.click()
+        wait_for_figure(page, figure, timeout=60)
+        time.sleep(1.0)  # the page's other figures
+        shot(page, "page-" + title.lower().replace(" ", "-") + "-1280px")
+        assert legend_overlaps(page) == [], title
+        assert clipped_titles(page) == [], title
+    assert legends(page), "the Latent page's maps have a legend of labels"
+    assert errors(page) == []
 
 
 def test_stop_ends_a_long_run(server, page):
