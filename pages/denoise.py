@@ -250,7 +250,8 @@ def _compare(ds, models: dict, x: np.ndarray, labels: list[str]) -> None:
         shown = corrupt_batch(x, kind, level, seed, ds.value_range)
         outputs = {name: reconstructor(m)(shown) for name, m in {**models, "PCA": pca}.items()}
         hidden, shown_name = None, "corrupted"
-        title = f"{kind} noise at level {level:g}: original | corrupted | denoising AE | plain AE | PCA (K = {k})"
+        # (the columns name themselves: the title says what is done to the images, and PCA's K)
+        title = f"{kind} noise at level {level:g}; PCA with K = {k}"
     else:
         mask = _mask_for(ds, x)
         if mask is None:
@@ -262,7 +263,7 @@ def _compare(ds, models: dict, x: np.ndarray, labels: list[str]) -> None:
         hidden, shown_name = mask == 0, "with hidden pixels"
         per_image = float((mask == 0).sum(axis=1).mean())
         title = (f"Inpainting {per_image:.0f} hidden pixels{' per image' if len(x) > 1 else ''} "
-                 f"({iters} iteration{'s' * (iters > 1)}): original | hidden | denoising AE | plain AE | PCA (K = {k})")
+                 f"({iters} iteration{'s' * (iters > 1)}); PCA with K = {k}")
     columns = {"original": x, shown_name: shown, **outputs}
     psnr = {name: psnr_rows(x, y, data_range) for name, y in columns.items() if name != "original"}
     classroom.show_figure(figs.comparison_figure(columns, psnr, ds.shape, ds.value_range, hidden=hidden,

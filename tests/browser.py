@@ -130,6 +130,11 @@ def legend_overlaps(page) -> list[str]:
     return page.evaluate(LEGEND_OVERLAPS_JS)
 
 
+def layout_faults(page) -> list[str]:
+    """What is wrong with the page's figure layout: legends over titles, titles past their figure's edge."""
+    return [f"legend covers {x}" for x in legend_overlaps(page)] + [f"title cut off: {x}" for x in clipped_titles(page)]
+
+
 def legends(page) -> list[str]:
     """Titles of the plotly figures on the page that draw a legend."""
     return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from browser import (chromium_missing, clipped_titles, errors, figures, legend_overlaps, legends, shot,
-                     wait_for_figure, wait_for_final_figures, wait_for_text)
+from browser import (chromium_missing, clipped_titles, errors, figures, layout_faults, legend_overlaps, legends,
+                     shot, wait_for_figure, wait_for_final_figures, wait_for_text)
 
 pytestmark = pytest.mark.browser
 
@@ -136,6 +136,7 @@ def test_every_page_renders_its_figure_without_errors(server, page):
             time.sleep(0.3)
         time.sleep(1.0)  # let late elements settle before the screenshot
         shot(page, "page-" + title.lower().replace(" ", "-"))
+        assert layout_faults(page) == []
         assert figures(page), f"page {title!r} shows no figure"
         assert errors(page) == [], f"page {title!r} shows an error: {errors(page)}"
 
@@ -162,6 +163,7 @@ def test_recommend_page_trains_and_shows_scores(server, page):
         time.sleep(0.5)
     time.sleep(1.0)
     shot(page, "page-recommend")
+    assert layout_faults(page) == []
     titles = [f["title"] for f in figures(page)]
     assert len(titles) >= 2, titles
     assert errors(page) == []

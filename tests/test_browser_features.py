@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from browser import Server, chromium_missing, errors, shot, wait_for_figure
+from browser import Server, chromium_missing, errors, layout_faults, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
 
@@ -61,6 +61,7 @@ def test_documents_page_trains_on_an_uploaded_zip_of_text_folders(server, page, 
     wait_for_figure(page, "precision vs recall at K = 2")
     time.sleep(1.0)
     shot(page, "page-documents")
+    assert layout_faults(page) == []
     assert errors(page) == []
 
 
@@ -75,4 +76,5 @@ def test_features_page_runs_a_probe_and_pretraining(server, page):
     wait_for_figure(page, "Pre-trained, then fine-tuned")
     time.sleep(1.0)
     shot(page, "page-features")
+    assert layout_faults(page) == []
     assert errors(page) == []

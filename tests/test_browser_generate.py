@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from browser import chromium_missing, errors, figure_titles, shot, wait_for_figure
+from browser import chromium_missing, errors, figure_titles, layout_faults, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1400, "height": 3400}
@@ -37,11 +37,12 @@ def drag(page, box: dict, start=(0.3, 0.3), end=(0.65, 0.7), steps: int = 12) ->
 def test_denoise_page_denoises_then_inpaints_a_box_and_a_painted_mask(server, page):
     page.goto(server.url + "/denoise?epochs=20&K=16")
     page.get_by_role("button", name="Train the two models").click()
-    noisy = wait_for_figure(page, "original | corrupted | denoising AE")
+    noisy = wait_for_figure(page, "noise at level")
     assert noisy["traces"] >= 1
     wait_for_figure(page, "PSNR against noise level")
     time.sleep(1.0)
     shot(page, "denoise-noise")
+    assert layout_faults(page) == []
     assert errors(page) == []
 
     # hide a box-selected region: drag over the mask editor
@@ -55,6 +56,7 @@ def test_denoise_page_denoises_then_inpaints_a_box_and_a_painted_mask(server, pa
     assert boxed["traces"] == 2  # the images and the orange overlay of the hidden pixels
     time.sleep(1.0)
     shot(page, "denoise-box")
+    assert layout_faults(page) == []
     assert errors(page) == []
 
     # paint the region instead
@@ -69,6 +71,7 @@ def test_denoise_page_denoises_then_inpaints_a_box_and_a_painted_mask(server, pa
     assert painted["traces"] == 2
     time.sleep(1.0)
     shot(page, "denoise-paint")
+    assert layout_faults(page) == []
     assert errors(page) == []
 
 
@@ -90,6 +93,7 @@ def test_preset_leads_to_generate_where_a_vae_trains_and_shows_samples_and_manif
     page.set_viewport_size({"width": 1400, "height": 5200})  # the whole page in one screenshot
     time.sleep(1.5)
     shot(page, "generate-vae")
+    assert layout_faults(page) == []
     titles = figure_titles(page)
     for part in ("Interpolating", "Traversal", "KL per latent dimension", "Rate against distortion"):
         assert any(part in t for t in titles), (part, titles)

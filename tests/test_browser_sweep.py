@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from browser import chromium_missing, errors, figures, shot, wait_for_figure
+from browser import chromium_missing, errors, figures, layout_faults, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
 
@@ -38,4 +38,5 @@ def test_sweep_page_runs_a_2x2_grid_and_shows_small_multiples(server, page):
         assert lines[t]["traces"] == 2 and lines[t]["points"] == 2, lines[t]  # one line per K (or λ), 2 points each
     page.get_by_text("4 configurations on the local backend").first.wait_for(timeout=5_000)
     shot(page, "page-sweep")
+    assert layout_faults(page) == []
     assert errors(page) == []

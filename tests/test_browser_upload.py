@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from browser import chromium_missing, errors, shot, wait_for_final_figures
+from browser import chromium_missing, errors, layout_faults, shot, wait_for_final_figures
 
 pytestmark = pytest.mark.browser
 
@@ -76,6 +76,7 @@ def test_good_npy_upload_trains(server, page, tmp_path):
     assert errors(page) == []
     wait_for_final_figures(page)  # the uploaded 6x5 images as filters and reconstructions too
     shot(page, "upload-good-npy-trained")
+    assert layout_faults(page) == []
 
 
 def test_recommend_ratings_upload_bad_then_good(server, page, tmp_path):
@@ -104,3 +105,4 @@ def test_recommend_ratings_upload_bad_then_good(server, page, tmp_path):
     page.get_by_text("good ratings.csv (random 10 % held out): RMSE").first.wait_for(timeout=180_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "upload-ratings-trained")
+    assert layout_faults(page) == []
