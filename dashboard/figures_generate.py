@@ -200,9 +200,11 @@ def kl_bars_figure(kl: np.ndarray, active: np.ndarray, threshold: float,
                            hovertemplate="%{x}: %{y:.3g} nats (%{customdata})<extra></extra>", showlegend=False))
     for name, color in (("active", PALETTE[0]), ("collapsed", "#BBBBBB")):  # legend entries
         fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=color))
-    fig.add_hline(y=threshold, line=dict(color="black", dash="dash", width=1.5),
-                  annotation_text=f"{threshold:g} nats", annotation_position="top right")
-    style_layout(fig, title, "latent dimension", "KL(q(z_k|x) ‖ N(0,1)) (nats, mean over test images)", height=400)
+    # the cut-off is named in the legend: a label on the line sat on the last bar
+    cut = dict(color="black", dash="dash", width=1.5)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=cut, name=f"cut-off, {threshold:g} nats"))
+    fig.add_hline(y=threshold, line=cut)
+    style_layout(fig, title, "latent dimension", "mean KL(q(z_k|x) ‖ N(0,1)), nats", height=400)
     fig.update_yaxes(rangemode="tozero")
     return fig
 

@@ -65,6 +65,7 @@ def test_trains_a_vae_and_shows_what_its_decoder_makes(at):
     assert traversal["layout"]["yaxis"]["ticktext"] == ["z₁", "z₂"]
     kl = chart(at, "KL per latent dimension")
     assert len(kl["data"][0]["x"]) == 2
+    assert [d.get("name") for d in kl["data"][1:]] == ["active", "collapsed", "cut-off, 0.01 nats"]
     rd = chart(at, "Rate against distortion")
     assert rd["data"][0]["text"] == ["β=1"]
 

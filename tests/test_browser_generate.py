@@ -11,7 +11,7 @@ import pytest
 from browser import chromium_missing, errors, figure_titles, layout_faults, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
-VIEWPORT = {"width": 1400, "height": 3400}
+VIEWPORT = {"width": 1280, "height": 3400}
 
 _missing = chromium_missing()
 if _missing:
@@ -90,7 +90,7 @@ def test_preset_leads_to_generate_where_a_vae_trains_and_shows_samples_and_manif
     wait_for_figure(page, "samples: random codes", changed_from=samples["sig"], timeout=30)
     page.get_by_role("button", name="Train the plain autoencoder (K = 2)").click()
     wait_for_figure(page, "Plain AE")
-    page.set_viewport_size({"width": 1400, "height": 5200})  # the whole page in one screenshot
+    page.set_viewport_size({"width": 1280, "height": 5200})  # the whole page in one screenshot
     time.sleep(1.5)
     shot(page, "generate-vae")
     assert layout_faults(page) == []

@@ -13,7 +13,7 @@ _missing = chromium_missing()
 if _missing:
     pytest.skip(f"browser tests need Chromium and Playwright: {_missing}", allow_module_level=True)
 
-VIEWPORT = {"width": 1500, "height": 2200}
+VIEWPORT = {"width": 1280, "height": 2200}
 
 
 def test_sweep_page_runs_a_2x2_grid_and_shows_small_multiples(server, page):
