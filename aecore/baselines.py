@@ -122,7 +122,11 @@ def pca_error_curve(x_train: np.ndarray, x_eval: np.ndarray | None = None) -> np
     """
     x_train = np.asarray(x_train)
     basis = fit_pca(x_train, x_train.shape[1])  # every component (min(N, D) of them)
-    x = x_train if x_eval is None else np.asarray(x_eval)
+    if x_eval is None:  # the eigenvalues already say it: no pass over the N rows (1.2 s on MNIST)
+        n = x_train.shape[0]
+        tail = np.concatenate([np.cumsum(basis.all_variances_[::-1])[::-1], [0.0]])  # Σ_{j>=K} λ_j
+        return np.clip(tail[:basis.n_components_ + 1] * (n - 1) / max(n, 1), 0.0, None)
+    x = np.asarray(x_eval)
     z2_sum = np.zeros(basis.components_.shape[0])
     total = 0.0
     for xb in _chunks(x):  # float64 one chunk at a time, not three (N, D) copies

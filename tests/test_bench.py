@@ -251,3 +251,23 @@ def test_the_gpu_script_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch):
         assert whole > 0 and steady > 0
     assert text.count("**same training**") == 2  # the graph check ran both models (eagerly, on the CPU)
     assert "not judged (" in text and "on cpu, not a GPU)" in text
+
+
+def test_the_page_switch_table_splits_the_first_visit_from_the_later_ones():
+    from bench.pages import table
+
+    def v(heading, drawn, figures=2):
+        return {"heading_s": heading, "drawn_s": drawn, "figures": figures}
+
+    visits = {"Filters": [v(0.5, 3.0), v(0.2, 0.9), v(0.3, 0.7), v(0.4, 0.8)],
+              "Latent space": [v(0.6, 2.0, 4), v(0.3, 1.5, 4), v(0.3, 1.7, 4), v(0.2, 1.6, 4)],
+              "Runs": [v(0.4, 0.5, 0)]}
+    text = table(visits, "test")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| ")
+            and not line.startswith("| page") and not line.startswith("| ---")}
+    assert rows["Filters"][1:4] == ["2", "0.50", "3.00"]  # figures, cold heading, cold drawn: the first visit
+    assert rows["Filters"][4:6] == ["0.2 / 0.3 / 0.4", "0.7 / 0.8 / 0.9 |"]  # the later three
+    assert rows["Latent space"][1] == "4"
+    assert rows["Runs"][4:6] == ["n/a", "n/a |"]  # one visit: nothing warm
+    # cold: Filters took longest on its first visit; warm: Latent's median (1.6) beats Filters' (0.8)
+    assert "Slowest cold page: Filters (3.00 s to drawn). Slowest warm page: Latent space (median 1.60 s" in text

@@ -398,6 +398,9 @@ def test_pca_error_curve_is_the_reconstruction_error_at_every_k(digits):
         basis = fit_pca(x_tr, k)
         assert test_curve[k] == pytest.approx(recon_errors(x_te, basis.reconstruct(x_te))["sse"], rel=1e-4, abs=1e-9)
         assert train_curve[k] == pytest.approx((n - 1) / n * variances[k:].sum(), rel=1e-8, abs=1e-9)
+        # and it is what the training images' reconstructions really lose (the curve comes from the
+        # eigenvalues, not from projecting the rows)
+        assert train_curve[k] == pytest.approx(recon_errors(x_tr, basis.reconstruct(x_tr))["sse"], rel=1e-4, abs=1e-9)
     assert train_curve[D] == pytest.approx(0.0, abs=1e-9)
 
 
