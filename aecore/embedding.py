@@ -146,6 +146,20 @@ def _warm_quietly() -> None:
         pass  # recorded in _UMAP_ERROR
 
 
+def _import_pandas_first() -> None:
+    """Import pandas in the calling thread, before the warm-up thread imports it (umap-learn does).
+
+    plotly looks pandas up in ``sys.modules`` without importing it; while another thread is still
+    importing pandas it finds a half-initialized module and fails ("partially initialized module
+    'pandas' has no attribute 'Series'"): the Latent page's first draw on MNIST lost its last two
+    figures to this, for about 0.3 s of every warm-up.
+    """
+    try:
+        import pandas  # noqa: F401
+    except ImportError:  # (then umap-learn cannot import it either)
+        pass
+
+
 def start_umap_warmup() -> threading.Thread | None:
     """Start ``warm_umap`` in one daemon thread per process; returns it (None when already warm)."""
     global _UMAP_THREAD
@@ -153,6 +167,7 @@ def start_umap_warmup() -> threading.Thread | None:
         if _UMAP_READY.is_set():
             return None
         if _UMAP_THREAD is None or (not _UMAP_THREAD.is_alive() and _UMAP_ERROR is None):
+            _import_pandas_first()
             _UMAP_THREAD = threading.Thread(target=_warm_quietly, name="aecore-umap-warmup", daemon=True)
             _UMAP_THREAD.start()
         return _UMAP_THREAD

@@ -324,7 +324,7 @@ def main(argv=None) -> int:
             print(lines[-1], flush=True)
         lines.append("")
 
-    sizes = (10_000, 20_000) if q else (10_000, 20_000, 40_000, 60_000)
+    sizes = (10_000,) if q else (10_000, 20_000, 40_000, 60_000)
     table("Dataset size (784-256-784 sigmoid)", "training images",
           [(f"{n:,}", {"variant": "sigmoid", "k": 256, "n": n}) for n in sizes])
     ks = (16,) if q else (16, 64, 256, 1024)

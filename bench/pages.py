@@ -7,7 +7,8 @@ Runs a real Streamlit server and headless Chromium (as the browser tests do), tr
 from the Train page, then visits every page in the sidebar's order, ``--repeats`` times. The first
 visit of a page is its cold start (data loaded, PCA fitted, caches filled); the later visits are
 warm. "Drawn" is the first moment after the heading when the page's script has ended
-(``data-test-script-state`` on Streamlit's app element) and no placeholder or spinner is left.
+(``data-test-script-state`` on Streamlit's app element), no placeholder or spinner is left and
+every plotly chart has its SVG.
 Writes bench/out/pages.md. Numbers on a shared 2-core machine are noisy: read min/median/max.
 """
 from __future__ import annotations
@@ -29,9 +30,12 @@ from .common import OUT, machine_line, mmm  # noqa: E402
 # the sidebar's pages after Train, in its order
 PAGES = ["Filters", "Latent space", "Compare with PCA", "Sweep", "Denoise & inpaint", "Generate", "Runs",
          "Documents", "Features & pre-training", "Recommend", "Train"]
-# still busy: the script runs, an element's code is loading, or a spinner turns
+# still busy: the script runs, an element's code is loading, a spinner turns, or a plotly chart the
+# script sent is not drawn yet (its SVG comes after the script has ended)
 BUSY_JS = """() => !!document.querySelector('[data-testid="stApp"][data-test-script-state="running"]')
-  || !!document.querySelector('[data-testid="stSkeleton"], [data-testid="stSpinner"]')"""
+  || !!document.querySelector('[data-testid="stSkeleton"], [data-testid="stSpinner"]')
+  || Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).some(
+       e => !e.querySelector('.js-plotly-plot .main-svg'))"""
 
 
 def visit(page, title: str, timeout: float = 120.0, poll: float = 0.02) -> dict:
@@ -60,7 +64,8 @@ def table(visits: dict[str, list[dict]], setting: str) -> str:
     """The markdown table: per page, its first visit (cold) and the later ones (warm: min / median / max)."""
     lines = [f"# Page switch speed ({setting})", "", machine_line(), "",
              "Seconds from the click on a page's link: to its heading, and to drawn (its script ended, no "
-             "placeholder or spinner left). Cold: the first visit. Warm: the later ones, min / median / max.", "",
+             "placeholder or spinner left, every plotly chart drawn). Cold: the first visit. Warm: the later "
+             "ones, min / median / max.", "",
              "| page | figures | cold: heading | cold: drawn | warm: heading | warm: drawn |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for title, v in visits.items():
@@ -81,11 +86,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist", help="mnist needs AECORE_DATA (or its download); digits is built in")
     ap.add_argument("--repeats", type=int, default=3, help="visits of every page (the first one is cold)")
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=5, help="of the model trained first; 0: train none (plumbing only)")
     ap.add_argument("--pages", default=",".join(PAGES), help="which pages, comma-separated (default: all, in order)")
     args = ap.parse_args(argv)
-    if args.repeats < 1:
-        ap.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.epochs < 0:
+        ap.error("--repeats must be at least 1 and --epochs at least 0")
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     unknown = [p for p in pages if p not in PAGES]
     if unknown or not pages:
@@ -100,7 +105,11 @@ def main(argv=None) -> int:
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             t = time.perf_counter()
-            train_from_page(page, server.url, args.dataset, args.epochs)
+            if args.epochs:
+                train_from_page(page, server.url, args.dataset, args.epochs)
+            else:
+                page.goto(f"{server.url}/?dataset={args.dataset}")
+                page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
             trained_s = time.perf_counter() - t
             for _ in range(args.repeats):
                 for title in pages:
@@ -111,8 +120,10 @@ def main(argv=None) -> int:
             server.stop()
         browser.close()
 
-    text = table(visits, f"{args.dataset}; sigmoid K=32 trained from the Train page, {args.epochs} epochs in "
-                         f"{trained_s:.0f} s; every page visited {args.repeats} times in the sidebar's order, 1280 px")
+    model = (f"sigmoid K=32 trained from the Train page, {args.epochs} epochs in {trained_s:.0f} s" if args.epochs
+             else "no model trained")
+    text = table(visits, f"{args.dataset}; {model}; every page visited {args.repeats} times in the sidebar's order, "
+                         "1280 px")
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "pages.md").write_text(text + "\n")

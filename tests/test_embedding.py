@@ -1,5 +1,10 @@
 """aecore.embedding (2-D maps of codes), the vectorized k-NN accuracy, and the PCA helpers
 the Compare page uses (error-vs-K curve, components recovered from a linear decoder)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +105,13 @@ def test_knn_accuracy_matches_a_loop_reference(blobs):
         knn_accuracy(pts, labels, k=0)
 
 
+def test_knn_refuses_points_that_are_not_finite():
+    pts = np.random.default_rng(0).normal(size=(10, 2))
+    pts[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        knn_correct(pts, np.arange(10) % 2)
+
+
 def test_knn_accuracy_excludes_the_point_itself_among_duplicates():
     pts = np.zeros((4, 2))
     labels = np.array([0, 1, 1, 1])
@@ -184,3 +196,20 @@ def test_the_latent_page_calls_a_small_gap_chance_and_a_large_one_a_difference()
     gained = int((code & ~raw).sum())
     assert "**better than**" in text and f"{gained} are placed right only on the code's map, 0 only" in text
     assert "**worse than**" in separation_verdict(raw, code)
+
+
+def test_the_umap_warmup_leaves_no_half_imported_pandas_for_plotly_to_find(tmp_path):
+    # plotly reads sys.modules["pandas"] without importing it; the warm-up thread imports pandas
+    # (through umap-learn), so in a fresh process pandas must be whole before that thread starts
+    code = (
+        "import sys\n"
+        "from aecore import embedding\n"
+        "assert 'pandas' not in sys.modules, 'pandas was already imported: the test would prove nothing'\n"
+        "embedding._warm_quietly = lambda: None\n"  # the thread itself is not what is tested
+        "embedding.start_umap_warmup()\n"
+        "pd = sys.modules.get('pandas')\n"
+        "assert pd is not None and hasattr(pd, 'Series') and hasattr(pd, 'Index'), pd\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
