@@ -8,16 +8,19 @@ alike (MKL 100-195, oneDNN 107-213 GFLOP/s on 1-2 threads), and the weight gradi
 output layer, whose gᵀ oneDNN copies first, was slower on oneDNN (760 vs 520 µs for 784 x 256
 at batch 256); the rules below were tuned on the Zen 5 host. On a Zen 3 EPYC (AVX2, no AVX-512)
 MKL was the faster one (100-136 against 85-128 GFLOP/s per model at batch 128-256), and the
-canonical loop trained about 10 % slower on oneDNN than on MKL. So oneDNN is the default only
-where torch reports AVX-512 (``torch.backends.cpu.get_cpu_capability()``): both CPUs where it
-won have it, the one where it lost does not. bench/training.py measures both kernels per model
-on the machine it runs on.
+canonical loop trained about 10 % slower on oneDNN than on MKL. On an Intel Xeon with AVX-512
+and AMX (2 cores) MKL, Intel's own library, was the faster one again (257-328 against 191-278
+GFLOP/s over two runs), and the trainer ran 1.21-1.47x the canonical loop on MKL against
+1.03-1.23x on oneDNN (medians per model and batch). So oneDNN is the default only on an AMD CPU where torch reports
+AVX-512 (``torch.backends.cpu.get_cpu_capability()``; the vendor from /proc/cpuinfo): the two
+CPUs where it won are such, the two where it lost are not. bench/training.py measures both
+kernels per model on the machine it runs on.
 ``linear`` uses oneDNN for 2-D float32 inputs on the CPU, forward and backward, when the
 product is big enough to gain (``MIN_MACS``), and ``F.linear`` everywhere else (small layers,
 other devices, autocast, bfloat16). Its backward is first-order only: no model here
 differentiates a gradient, and a second derivative raises rather than coming out wrong.
 
-    AECORE_LINEAR=auto    oneDNN where it applies on a CPU with AVX-512 (the default)
+    AECORE_LINEAR=auto    oneDNN where it applies on an AMD CPU with AVX-512 (the default)
     AECORE_LINEAR=onednn  oneDNN where it applies, whatever the CPU
     AECORE_LINEAR=aten    always F.linear (PyTorch's default kernels)
 
@@ -87,9 +90,25 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's vendor_id from /proc/cpuinfo ("AuthenticAMD", "GenuineIntel"...); "unknown" where
+    there is none (another OS or architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip() or "unknown"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def auto_prefers_onednn() -> bool:
-    """Whether ``auto`` picks oneDNN on this CPU: where it has AVX-512."""
-    return cpu_capability().upper().startswith("AVX512")
+    """Whether ``auto`` picks oneDNN on this CPU: an AMD one with AVX-512 (on an Intel one MKL, its
+    maker's own library, was faster; on one without AVX-512 too)."""
+    return cpu_vendor() == "AuthenticAMD" and cpu_capability().upper().startswith("AVX512")
 
 
 def bf16_units() -> bool | None:

@@ -166,10 +166,10 @@ def matmul_rates(shapes, batch, device, dtype=torch.float32) -> list[float]:
 
 
 def _kernel_words() -> str:
-    cap = kernels.cpu_capability()
+    cap = f"torch reports {kernels.cpu_capability()}, vendor {kernels.cpu_vendor()}"
     if kernels.chosen() == "onednn":
-        return f"oneDNN on this CPU (torch reports {cap})"
-    return f"PyTorch's default kernel on this CPU (torch reports {cap}; `AECORE_LINEAR={kernels.backend()}`)"
+        return f"oneDNN on this CPU ({cap})"
+    return f"PyTorch's default kernel on this CPU ({cap}; `AECORE_LINEAR={kernels.backend()}`)"
 
 
 def goal_lines(goals) -> str:
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
                 print(lines[-1], flush=True)
     lines += ["", goal_lines(goals)]
     lines += ["", f"float32 rows: aecore's matrix products run on {_kernel_words()} (`aecore.kernels`: "
-              "oneDNN by default only on a CPU with AVX-512; `AECORE_LINEAR=onednn|aten` forces one), the canonical "
+              "oneDNN by default only on an AMD CPU with AVX-512; `AECORE_LINEAR=onednn|aten` forces one), the canonical "
               "loop's on PyTorch's default kernel; the column \"with aecore's arithmetic\" is the canonical loop "
               "on oneDNN, so where aecore uses oneDNN too, aecore / that column is what the loop alone "
               "gains. bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "

@@ -1,4 +1,6 @@
 """aecore.kernels.linear: oneDNN's float32 product must be F.linear, forward and backward."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -186,12 +188,16 @@ def test_the_check_at_import_accepts_the_op_where_torch_has_onednn():
 
 
 @needs_onednn
-@pytest.mark.parametrize("capability, expected", [("AVX512", "onednn"), ("AVX512_BF16", "onednn"),
-                                                  ("AVX2", "aten"), ("DEFAULT", "aten"), ("unknown", "aten")])
-def test_auto_uses_onednn_only_on_a_cpu_with_avx512(monkeypatch, capability, expected):
-    # measured: oneDNN beat MKL on two AVX-512 EPYCs (Zen 5 by 2x) and lost to it on an AVX2 one (Zen 3)
+@pytest.mark.parametrize("vendor, capability, expected", [
+    ("AuthenticAMD", "AVX512", "onednn"), ("AuthenticAMD", "AVX512_BF16", "onednn"),
+    ("AuthenticAMD", "AVX2", "aten"), ("AuthenticAMD", "DEFAULT", "aten"), ("AuthenticAMD", "unknown", "aten"),
+    ("GenuineIntel", "AVX512", "aten"), ("GenuineIntel", "AVX2", "aten"), ("unknown", "AVX512", "aten")])
+def test_auto_uses_onednn_only_on_an_amd_cpu_with_avx512(monkeypatch, vendor, capability, expected):
+    # measured: oneDNN beat MKL on two AVX-512 EPYCs (Zen 5 by 2x) and lost to it on an AVX2 one
+    # (Zen 3) and on an AVX-512 Intel Xeon, where MKL is its maker's own library
     monkeypatch.setenv("AECORE_LINEAR", "auto")
     monkeypatch.setattr(kernels, "cpu_capability", lambda: capability)
+    monkeypatch.setattr(kernels, "cpu_vendor", lambda: vendor)
     assert kernels.chosen() == expected
     x, w = torch.randn(8, 6), torch.randn(4, 6, requires_grad=True)
     assert kernels.onednn_applies(x, w) is (expected == "onednn")
@@ -205,3 +211,10 @@ def test_auto_uses_onednn_only_on_a_cpu_with_avx512(monkeypatch, capability, exp
 def test_this_cpu_reports_a_capability():
     # "unknown" (torch could not say) would quietly mean PyTorch's kernels on every CPU
     assert kernels.cpu_capability() != "unknown"
+
+
+def test_the_vendor_comes_from_cpuinfo():
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = [ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("vendor_id")] if cpuinfo.exists() else []
+    # where there is none (another OS, an ARM CPU), "unknown": auto then keeps PyTorch's default kernel
+    assert kernels.cpu_vendor() == (lines[0].split(":", 1)[1].strip() if lines else "unknown") != ""
