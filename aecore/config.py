@@ -23,7 +23,8 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # float32 everywhere, or bfloat16 mixed precision: matrix products in bfloat16 (autocast), weights,
-# optimizer state and losses in float32. 1.0-1.8x as fast as float32 on CPUs with AVX512-BF16 or AMX (BENCHMARKS.md).
+# optimizer state and losses in float32. 1.0-1.8x as fast as float32 on CPUs with AVX512-BF16 or AMX
+# (BENCHMARKS.md).
 PRECISIONS = ("float32", "bfloat16")
 # where the decoder's output bias starts: "data" = the training data's mean (its log-odds under a
 # sigmoid output; Burda et al. 2016 start the VAE this way), "init" = the model's own initialisation

@@ -11,10 +11,10 @@ MKL was the faster one (100-136 against 85-128 GFLOP/s per model at batch 128-25
 canonical loop trained about 10 % slower on oneDNN than on MKL. On an Intel Xeon with AVX-512
 and AMX (2 cores) MKL, Intel's own library, was the faster one again (257-328 against 191-278
 GFLOP/s over two runs), and the trainer ran 1.21-1.47x the canonical loop on MKL against
-1.03-1.23x on oneDNN (medians per model and batch). So oneDNN is the default only on an AMD CPU where torch reports
-AVX-512 (``torch.backends.cpu.get_cpu_capability()``; the vendor from /proc/cpuinfo): the two
-CPUs where it won are such, the two where it lost are not. bench/training.py measures both
-kernels per model on the machine it runs on.
+1.03-1.23x on oneDNN (medians per model and batch). So oneDNN is the default only on an AMD
+CPU where torch reports AVX-512 (``torch.backends.cpu.get_cpu_capability()``; the vendor from
+/proc/cpuinfo): the two CPUs where it won are such, the two where it lost are not.
+bench/training.py measures both kernels per model on the machine it runs on.
 ``linear`` uses oneDNN for 2-D float32 inputs on the CPU, forward and backward, when the
 product is big enough to gain (``MIN_MACS``), and ``F.linear`` everywhere else (small layers,
 other devices, autocast, bfloat16). Its backward is first-order only: no model here
