@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aecore import embedding
+from aecore import embedding, metrics
 from aecore.baselines import fit_pca, pca_error_curve, recovered_components
 from aecore.config import ModelConfig
 from aecore.embedding import embed_2d, encode_array, reconstruct_array
@@ -89,15 +89,17 @@ def test_umap_small_run_is_finite(blobs):
     assert knn_accuracy(pts, y) > 0.9  # well-separated blobs stay separated
 
 
-def test_knn_accuracy_matches_a_loop_reference(blobs):
+@pytest.mark.parametrize("dim", [2, metrics.KDTREE_MAX_DIM, metrics.KDTREE_MAX_DIM + 1, 30])
+def test_knn_accuracy_matches_a_loop_reference(blobs, dim):
+    # both searches (a k-d tree up to KDTREE_MAX_DIM dimensions, sklearn's above) against a brute force
     x, y = blobs
     rng = np.random.default_rng(3)
-    pts = x[:, :2] + rng.normal(scale=3.0, size=(300, 2))
+    pts = np.concatenate([x, x, x], axis=1)[:, :dim] + rng.normal(scale=3.0, size=(300, dim))
     labels = rng.permutation(np.repeat(np.array([2, 5, 9]), 100))[:300]  # not 0..C-1
+    d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)  # never a point's own neighbour
     for k in (1, 5, 8):
-        from sklearn.neighbors import NearestNeighbors
-
-        idx = NearestNeighbors(n_neighbors=k + 1).fit(pts).kneighbors(pts, return_distance=False)[:, 1:]
+        idx = np.argsort(d2, axis=1, kind="stable")[:, :k]
         ref = np.mean([np.bincount(labels[i]).argmax() == lab for i, lab in zip(idx, labels)])
         assert knn_accuracy(pts, labels, k=k) == pytest.approx(ref)
     assert knn_accuracy(x, y) == 1.0
