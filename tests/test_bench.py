@@ -78,7 +78,10 @@ def _wait_rss(pid: int, mb: float) -> None:
 def test_process_tree_memory_counts_children_and_shared_data_once(tmp_path):
     """RSS sums count a page two processes share twice, PSS splits it, and ``total`` counts the
     data file two children map once (PSS without the mapping, plus the file)."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 << 20); time.sleep(30)"])
+    # it says when all of its 200 MB are written: measured while it was still writing them, its PSS
+    # (read a moment after its RSS) once came out at 188 MB
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(b'\\1' * (200 << 20)); "
+                              "print(len(b), flush=True); time.sleep(30)"], stdout=subprocess.PIPE)
     spill = tmp_path / "aecore-jobs-test"
     spill.mkdir()
     data = spill / "x.npy"
@@ -88,11 +91,12 @@ def test_process_tree_memory_counts_children_and_shared_data_once(tmp_path):
                                  "s = sum(m[i] for i in range(0, len(m), 4096)); print(s, flush=True); time.sleep(30)"],
                                 stdout=subprocess.PIPE) for _ in range(2)]
     try:
+        child.stdout.readline()
         _wait_rss(child.pid, 190)
         for r in readers:
             r.stdout.readline()  # every page read once
         alone = _tree_memory_mb(child.pid)
-        assert alone["rss"] > 190 and alone["pss"] > 190 and alone["shm"] == 0  # MB
+        assert alone["rss"] > 190 and alone["pss"] > 190 and alone["shm"] == 0, alone  # MB
         tree = _tree_memory_mb(os.getpid(), {spill})
         assert tree["rss"] > alone["rss"] + 200  # this process, the 200 MB child, each reader's 100 MB
         assert tree["shm"] == pytest.approx(100)
