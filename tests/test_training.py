@@ -307,3 +307,81 @@ def test_eval_each_epoch_reports_held_out_loss(digits):
     assert evals[-1].neg_elbo == pytest.approx(-fin.metrics["test_elbo"], rel=0.05)
     plain = list(Trainer(ModelConfig(variant="tied", code_size=3), TrainConfig(epochs=1), digits).run())
     assert not any(isinstance(e, Evaluation) for e in plain)
+
+
+# --- fast_step: Adam.step's update without its Python bookkeeping ------------------------------------
+def _adam_pair(weight_decay=0.0, **kw):
+    """Two identical models, each with a fused Adam; their losses take the same batch."""
+    from aecore.training import make_optimizer
+
+    models = [build_model(ModelConfig(variant="sigmoid", code_size=6), 10, generator=torch.Generator().manual_seed(0))
+              for _ in range(2)]
+    opts = [make_optimizer(torch.optim.Adam, m.parameters(), lr=1e-2, weight_decay=weight_decay, **kw) for m in models]
+    return models, opts
+
+
+def _loss(model, x):
+    return sum(model.loss_terms(x).values())
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_fast_step_updates_exactly_as_adam_step(weight_decay):
+    from aecore.training import fast_step
+
+    (a, b), (opt_a, opt_b) = _adam_pair(weight_decay)
+    step_b = fast_step(opt_b)
+    assert step_b != opt_b.step  # the fast path is taken for a fused CPU Adam
+    x = torch.rand(200, 10, generator=torch.Generator().manual_seed(1))
+    for i in range(12):
+        if i == 6:  # a schedule changes the learning rate between steps
+            for opt in (opt_a, opt_b):
+                opt.param_groups[0]["lr"] = 3e-3
+        xb = x[i * 16:(i + 1) * 16]
+        for model, opt, step in ((a, opt_a, opt_a.step), (b, opt_b, step_b)):
+            opt.zero_grad(set_to_none=True)
+            _loss(model, xb).backward()
+            step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)  # bit for bit, not approximately
+    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    for k in sa:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(sa[k][name], sb[k][name]), (k, name)
+    assert float(sb[0]["step"]) == 12
+
+
+def test_fast_step_hands_what_it_cannot_do_to_adam_step():
+    from aecore.training import fast_step
+
+    # not a fused plain Adam: opt.step itself
+    for opt in (torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1),
+                torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=0.1, fused=True, amsgrad=True),
+                torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=0.1, foreach=True)):
+        assert fast_step(opt) == opt.step
+    (a, b), (opt_a, opt_b) = _adam_pair()
+    step_b = fast_step(opt_b)
+    x = torch.rand(16, 10, generator=torch.Generator().manual_seed(2))
+    calls = []
+    opt_b.register_step_post_hook(lambda *_: calls.append(1))
+    for model, opt, step in ((a, opt_a, opt_a.step), (b, opt_b, step_b)):
+        opt.zero_grad(set_to_none=True)
+        _loss(model, x).backward()
+        step()
+    assert calls == [1]  # a registered hook runs: the step went through opt.step
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_fast_step_falls_back_when_a_parameter_has_no_gradient():
+    from aecore.training import fast_step
+
+    w, v = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    w2, v2 = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt, opt2 = (torch.optim.Adam(ps, lr=0.1, fused=True) for ps in ([w, v], [w2, v2]))
+    step2 = fast_step(opt2)
+    for _ in range(3):
+        for (p, q), o, s in (((w, v), opt, opt.step), ((w2, v2), opt2, step2)):
+            o.zero_grad(set_to_none=True)
+            (p * torch.arange(3.0)).sum().backward()  # q gets no gradient: Adam leaves it and its state alone
+            s()
+    assert torch.equal(w, w2) and torch.equal(v2, torch.ones(3)) and v2 not in opt2.state
