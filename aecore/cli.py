@@ -155,7 +155,7 @@ def _build_parser() -> _Parser:
                         "(input and target alike): a regularizer for image data")
     t.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: mixed precision (matrix products in bfloat16, weights and losses in float32); "
-                        "1.0-1.8x as fast as float32 on CPUs with bfloat16 units (AVX512-BF16, AMX); without them it is slower")
+                        "0.9-2.0x float32's speed on CPUs with bfloat16 units (AVX512-BF16, AMX), most for big layers; without them it is slower")
     t.add_argument("--output-bias", default="data", choices=OUTPUT_BIASES,
                    help="where the decoder's output bias starts: data = the training data's mean (its log-odds "
                         "for a sigmoid output), init = the model's own initialisation (default: %(default)s)")

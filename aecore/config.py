@@ -23,7 +23,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # float32 everywhere, or bfloat16 mixed precision: matrix products in bfloat16 (autocast), weights,
-# optimizer state and losses in float32. 1.0-1.8x as fast as float32 on CPUs with AVX512-BF16 or AMX
+# optimizer state and losses in float32. 0.9-2.0x float32's speed on CPUs with AVX512-BF16 or AMX
 # (BENCHMARKS.md).
 PRECISIONS = ("float32", "bfloat16")
 # where the decoder's output bias starts: "data" = the training data's mean (its log-odds under a
