@@ -340,17 +340,20 @@ def fast_step(opt: torch.optim.Optimizer):
              getattr(_optimizer, "_global_optimizer_post_hooks", None)]
 
     def step() -> None:
+        if any(hooks):
+            opt.step()
+            return
         work = []
         for g in groups:
             ps = g["params"]
             grads = [p.grad for p in ps]
-            if (any(hooks) or isinstance(g["lr"], torch.Tensor) or any(x is None or x.is_sparse for x in grads)
-                    or any(p not in state for p in ps)):
+            st = [state.get(p) for p in ps]  # (.get: the state is a defaultdict, and [] would fill it)
+            if (isinstance(g["lr"], torch.Tensor) or any(x is None or x.is_sparse for x in grads)
+                    or any(x is None for x in st)):
                 opt.step()
                 return
-            work.append((g, ps, grads))
-        for g, ps, grads in work:
-            st = [state[p] for p in ps]
+            work.append((g, ps, grads, st))
+        for g, ps, grads, st in work:
             steps = [x["step"] for x in st]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = g["betas"]
