@@ -17,6 +17,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard import state  # noqa: E402
 from dashboard import classroom  # noqa: E402
+from dashboard.figures import LAYOUT_CSS  # noqa: E402
 from dashboard.figures_live import LIVE_CSS  # noqa: E402
 from dashboard.sidebar import sidebar  # noqa: E402
 
@@ -24,6 +25,7 @@ PAGES_DIR = ROOT / "pages"
 
 st.set_page_config(layout="wide", page_title="Autoencoder lab")
 st.html(LIVE_CSS)  # live views without fades (a style-only st.html takes no room on the page)
+st.html(LAYOUT_CSS)  # figures stacked on a narrow page, button labels wrapped
 
 pg = st.navigation([
     st.Page(PAGES_DIR / "train.py", title="Train", default=True),

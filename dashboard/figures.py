@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 __all__ = ["filter_image", "recon_image", "style_layout", "tile_mosaic", "grid_axes", "loss_curve", "loss_overlay", "filter_grid", "recon_strip", "metric_comparison",
-           "image_shape", "HISTORY_META", "term_names", "LOSS_UNITS"]
+           "image_shape", "HISTORY_META", "term_names", "LOSS_UNITS", "LAYOUT_CSS", "NARROW_BELOW_PX"]
 
 FONT = dict(size=15)
 TITLE_FONT = dict(size=19)
@@ -21,6 +21,30 @@ TITLE_FONT = dict(size=19)
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
 HISTORY_META = ("step", "epoch", "elapsed", "loss", "samples_per_second")
 LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per image"}
+
+# Plotly never wraps a title, and Streamlit keeps columns side by side down to a 640 px window.
+# With the sidebar open in a 1024 px window the page is about 565 px wide, so two figures side by
+# side get about 270 px each: their titles ran past the edge and the filter tiles shrank to dots.
+# Below this page width a row of columns that holds a figure is stacked, each figure as wide as
+# the page (a container query on the page's own width, so an open or closed sidebar counts). At
+# 1280 px with the sidebar open the page is about 820 px wide and the figures stay side by side.
+# A button's or a checkbox's label wraps rather than ending in "…" in a narrow column ("Train tied
+# AE at K = 2, 4, 8, 16, 32" lost its last K at 1280 px; "Train the two models", "Order by norm"
+# and "also fit the baselines" were cut at 1024 px).
+NARROW_BELOW_PX = 720
+LAYOUT_CSS = f"""<style>
+[data-testid^="stBaseButton"] [data-testid="stMarkdownContainer"],
+[data-testid^="stBaseButton"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMain"] [data-testid="stCheckbox"] [data-testid="stMarkdownContainer"],
+[data-testid="stMain"] [data-testid="stCheckbox"] [data-testid="stMarkdownContainer"] p {{
+  white-space: normal !important; text-overflow: clip !important; }}
+[data-testid="stMainBlockContainer"] {{ container-type: inline-size; container-name: aecore-page; }}
+@container aecore-page (max-width: {NARROW_BELOW_PX - 1}px) {{
+  [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"], svg.aecore-live-chart) {{ flex-wrap: wrap; }}
+  [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"], svg.aecore-live-chart) > [data-testid="stColumn"] {{
+    width: 100% !important; flex: 1 1 100% !important; min-width: 100% !important; }}
+}}
+</style>"""
 
 
 def style_layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:

@@ -120,6 +120,18 @@ CLIPPED_TITLES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-pl
 })"""
 
 
+# texts in the page's main area that end in "…" because their box is too narrow (button and widget labels)
+TRUNCATED_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] *')).filter(e => {
+  const c = getComputedStyle(e);
+  return c.textOverflow === 'ellipsis' && c.overflow !== 'visible' && e.scrollWidth > e.clientWidth + 1;
+}).map(e => e.innerText.trim()).filter(t => t)"""
+
+
+def truncated_texts(page) -> list[str]:
+    """Labels in the page's main area cut short with "…" (the sidebar is left out: its width is fixed)."""
+    return page.evaluate(TRUNCATED_JS)
+
+
 def clipped_titles(page) -> list[str]:
     """The figure and axis titles on the page that do not fit inside their figure."""
     return page.evaluate(CLIPPED_TITLES_JS)

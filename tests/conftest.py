@@ -90,8 +90,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
-    """A fresh browser context; 1280 px wide, the narrowest the pages are laid out for with the sidebar open
-    (README); a module sets ``VIEWPORT = {...}`` for a taller window."""
+    """A fresh browser context; 1280 px wide, the narrowest window that shows figures side by side with
+    the sidebar open (README); a module sets ``VIEWPORT = {...}`` for a taller window."""
     viewport = getattr(request.module, "VIEWPORT", {"width": 1280, "height": 2000})
     ctx = browser.new_context(viewport=viewport)
     pg = ctx.new_page()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from browser import (chromium_missing, clipped_titles, errors, figures, layout_faults, legend_overlaps, legends,
+from browser import (chromium_missing, clipped_titles, truncated_texts, errors, figures, layout_faults, legend_overlaps, legends,
                      shot, wait_for_figure, wait_for_final_figures, wait_for_text)
 
 pytestmark = pytest.mark.browser
@@ -85,16 +85,31 @@ def test_precision_shifts_and_output_bias_from_the_url_train_to_the_end(server, 
     assert "Failed" not in page.inner_text("body")
 
 
-def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(server, page):
+FIGURE_BOXES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).map(el => {
+  const r = el.getBoundingClientRect(); const p = el.querySelector('.js-plotly-plot');
+  const t = p && p.layout && p.layout.title;
+  return {title: t ? (typeof t === 'string' ? t : (t.text || '')) : '', left: r.left, top: r.top, width: r.width};
+})"""
+
+
+# the page's width inside its padding (what the container query in LAYOUT_CSS measures)
+PAGE_WIDTH_JS = """() => { const el = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const cs = getComputedStyle(el); return el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); }"""
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(server, page, width):
     # 1280 px with the sidebar open (a projector, or 1920 px zoomed to 150 %): the half-width figures
     # are about 400 px wide. A sparse run's three-entry legend once wrapped onto its title there, the
-    # Latent maps' ten labels covered theirs, and a long title ran past its figure's edge.
-    page.set_viewport_size({"width": 1280, "height": 2400})
+    # Latent maps' ten labels covered theirs, and a long title ran past its figure's edge. At 1024 px
+    # they were about 270 px wide and six titles ran past the edge: below a 720 px page the figures
+    # are stacked (dashboard.figures.LAYOUT_CSS), as wide as the page.
+    page.set_viewport_size({"width": width, "height": 2400})
     page.goto(server.url + "/?variant=sparse&K=8&epochs=30")
     page.get_by_role("button", name="Train", exact=True).click()
     wait_for_text(page, "Finished after", timeout=120)
     wait_for_final_figures(page)
-    shot(page, "train-sparse-1280px")
+    shot(page, f"train-sparse-{width}px")
     assert any("loss" in t.lower() for t in legends(page)), f"no loss figure with a legend: {legends(page)}"
     assert legend_overlaps(page) == []
     assert clipped_titles(page) == []
@@ -102,10 +117,28 @@ def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(s
         page.get_by_role("link", name=title).first.click()
         wait_for_figure(page, figure, timeout=60)
         time.sleep(1.0)  # the page's other figures
-        shot(page, "page-" + title.lower().replace(" ", "-") + "-1280px")
+        shot(page, "page-" + title.lower().replace(" ", "-") + f"-{width}px")
         assert legend_overlaps(page) == [], title
         assert clipped_titles(page) == [], title
+        boxes = page.evaluate(FIGURE_BOXES_JS)
+        main = page.evaluate(PAGE_WIDTH_JS)
+        first_row = [b for b in boxes if abs(b["top"] - boxes[0]["top"]) < 2]
+        if width == 1280:  # the first two figures side by side, each about half the page
+            assert len(first_row) == 2, (title, boxes)
+            assert all(b["width"] < 0.55 * main for b in first_row), (title, boxes)
+        else:  # one figure per row, as wide as the page
+            assert len(first_row) == 1 and len(boxes) >= 2, (title, boxes)
+            assert all(b["width"] > 0.9 * main for b in boxes), (title, main, boxes)
+        assert truncated_texts(page) == [], title  # ("Order by norm" ended in "…" at 1024 px)
     assert legends(page), "the Latent page's maps have a legend of labels"
+    # labels that ended in "…": a button's at 1280 px (Compare), and at 1024 px a button's (Denoise)
+    # and a checkbox's (Recommend); they wrap now
+    for title, label in (("Compare with PCA", "Train tied AE at K ="), ("Denoise & inpaint", "Train the two models"),
+                         ("Recommend", "also fit the baselines")):
+        page.get_by_role("link", name=title).first.click()
+        page.get_by_text(label).first.wait_for(timeout=60_000)
+        time.sleep(0.5)
+        assert truncated_texts(page) == [], title
     assert errors(page) == []
 
 
