@@ -8,6 +8,8 @@ and units, in the shared ``style_layout``.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -15,7 +17,7 @@ import plotly.graph_objects as go
 
 from .figures import PALETTE, grid_axes, image_shape, style_layout, tile_mosaic
 
-__all__ = ["image_mosaic", "comparison_figure", "sample_grid_figure", "manifold_figure", "interpolation_figure",
+__all__ = ["image_mosaic", "comparison_figure", "sample_grid_figure", "manifold_figure", "interpolation_figure", "thinned_labels",
            "traversal_figure", "psnr_curve_figure", "kl_bars_figure", "rate_distortion_figure",
            "activation_histogram", "unit_means_figure", "mask_editor_figure", "HIDDEN_COLOR"]
 
@@ -141,15 +143,43 @@ def _tick(v: float) -> str:
     return f"{round(float(v), 1 if abs(v) >= 1 else 2) + 0.0:g}"
 
 
+# Column labels need room: "t=0.44" is about 48 px wide in the 15 px font, and the interpolation strip
+# may get as little as about 360 px of plot (the page at 1024 px with the sidebar open). At 10 steps
+# every label in that width overlapped its neighbours, and at the slider's 16 steps even at 1280 px.
+LABEL_PX, NARROWEST_PLOT_PX = 56, 360
+
+
+def thinned_labels(texts: Sequence[str], n_tiles: int, plot_px: float = NARROWEST_PLOT_PX,
+                   label_px: float = LABEL_PX) -> list[str]:
+    """Every k-th of ``texts`` (the first and the last always), the rest blank, so that labels
+    ``label_px`` wide over ``n_tiles`` equal tiles in ``plot_px`` do not touch."""
+    texts = list(texts)
+    if not texts:
+        return []
+    k = max(1, math.ceil(label_px * n_tiles / plot_px))
+    keep = list(range(0, len(texts), k))
+    if keep[-1] != len(texts) - 1:  # the last one shown, the one before it dropped if too close
+        if len(texts) - 1 - keep[-1] < k and len(keep) > 1:
+            keep[-1] = len(texts) - 1
+        else:
+            keep.append(len(texts) - 1)
+    return [t if i in keep else "" for i, t in enumerate(texts)]
+
+
 def interpolation_figure(images: np.ndarray, t: np.ndarray, shape, title: str, value_range=None,
                          ends: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:
-    """The decoded path (steps, D) labelled by t; ``ends`` = the two input images, shown first and last."""
+    """The decoded path (steps, D) labelled by t above the tiles (thinned so that they fit);
+    ``ends`` = the two input images, shown first and last and marked "a" and "b" below."""
     tiles, labels = np.asarray(images), [f"t={v:.2f}" for v in t]
+    notes = None
+    n = len(tiles) + (2 if ends is not None else 0)
+    labels = thinned_labels(labels, n)
     if ends is not None:
         tiles = np.concatenate([np.ravel(ends[0])[None], tiles, np.ravel(ends[1])[None]])
-        labels = ["input a", *labels, "input b"]
-    return image_mosaic(tiles, shape, len(tiles), title, value_range=value_range, col_labels=labels,
-                        x_title="codes (1 − t)·h_a + t·h_b decoded" + (", between the two inputs" if ends else ""))
+        labels = ["", *labels, ""]
+        notes = ["a", *[""] * (len(tiles) - 2), "b"]
+    return image_mosaic(tiles, shape, len(tiles), title, value_range=value_range, col_labels=labels, notes=notes,
+                        x_title="codes (1 − t)·h_a + t·h_b decoded" + (", between inputs a and b" if ends else ""))
 
 
 def traversal_figure(images: np.ndarray, dims: Sequence[int], values: Sequence[float], shape, title: str,

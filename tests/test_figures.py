@@ -60,3 +60,28 @@ def test_metric_comparison_of_one_group_names_its_bars_on_the_axis_instead_of_a_
     assert [list(t.x) for t in many.data] == [["run a", "run b"]] * 2
     assert many.layout.barmode == "group" and all(t.showlegend is not False for t in many.data)
     assert many.layout.xaxis.title.text == "run" and many.data[1].text == ("1.5", "")
+
+
+def test_interpolation_labels_are_thinned_so_that_they_do_not_touch_in_a_narrow_plot():
+    from dashboard import figures_generate as fg
+
+    for steps in range(3, 17):  # the Generate page's slider
+        n_tiles = steps + 2  # with the two inputs at the ends
+        texts = [f"t={v:.2f}" for v in np.linspace(0, 1, steps)]
+        shown = fg.thinned_labels(texts, n_tiles)
+        kept = [i for i, t in enumerate(shown) if t]
+        assert shown[0] == "t=0.00" and shown[-1] == "t=1.00", (steps, shown)
+        assert all(shown[i] == texts[i] for i in kept)  # labels stay on their own tile
+        pitch = fg.NARROWEST_PLOT_PX / n_tiles
+        gaps = np.diff(kept) * pitch
+        assert gaps.min() >= fg.LABEL_PX, (steps, kept, gaps.min())
+        assert len(kept) >= 3  # not thinned to nothing
+    assert fg.thinned_labels(["x", "y", "z"], 3) == ["x", "y", "z"]  # room for all: none dropped
+
+    rng = np.random.default_rng(0)
+    fig = fg.interpolation_figure(rng.random((16, 64)), np.linspace(0, 1, 16), (8, 8), "interp", (0, 1),
+                                  ends=(rng.random(64), rng.random(64)))
+    texts = [a.text for a in fig.layout.annotations]
+    above = [t for t in texts if t.startswith("t=")]
+    assert above[0] == "t=0.00" and above[-1] == "t=1.00" and 4 <= len(above) < 16
+    assert texts.count("a") == 1 and texts.count("b") == 1  # the two inputs, marked under their tiles
