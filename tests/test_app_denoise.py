@@ -74,7 +74,7 @@ def test_denoise_and_inpaint_after_training(at):
     at.slider(key="dn_level").set_value(0.4).run()
     spec = chart(at, "gaussian noise at level 0.4")
     texts = notes(spec)
-    assert texts[:5] == ["original", "corrupted", "denoising AE", "plain AE", "PCA"]
+    assert texts[:5] == ["original", "corrupted", "denoising<br>AE", "plain AE", "PCA"]  # (two lines: narrow columns)
     db = [t for t in texts if t.endswith(" dB")]
     assert len(db) == 4 * 4  # corrupted + three methods, four rows
     assert spec["layout"]["yaxis"]["ticktext"] == ["#0 (7)", "#1 (6)", "#2 (3)", "#3 (7)"]
@@ -96,7 +96,7 @@ def test_denoise_and_inpaint_after_training(at):
     assert not at.exception, at.exception
     spec = chart(at, "Inpainting 16 hidden pixels")  # the default block: 4 x 4 in the middle of 8 x 8
     assert len(spec["data"]) == 2  # the images and the orange overlay
-    assert notes(spec)[:2] == ["original", "with hidden pixels"]
+    assert notes(spec)[:2] == ["original", "with hidden<br>pixels"]  # (two lines: narrow columns)
     assert chart(at, "PSNR against noise level")["layout"]["xaxis"]["title"]["text"].startswith("fraction of pixels")
     at.radio(key="dn_hide").set_value("random").run()
     at.slider(key="dn_frac").set_value(0.25).run()

@@ -85,3 +85,12 @@ def test_interpolation_labels_are_thinned_so_that_they_do_not_touch_in_a_narrow_
     above = [t for t in texts if t.startswith("t=")]
     assert above[0] == "t=0.00" and above[-1] == "t=1.00" and 4 <= len(above) < 16
     assert texts.count("a") == 1 and texts.count("b") == 1  # the two inputs, marked under their tiles
+
+
+def test_long_column_labels_of_several_words_get_two_lines():
+    from dashboard import figures_generate as fg
+
+    assert fg.two_lines("denoising AE") == "denoising<br>AE"
+    assert fg.two_lines("with the hidden pixels") == "with the<br>hidden pixels"  # the space nearest the middle
+    assert fg.two_lines("plain AE") == "plain AE" and fg.two_lines("corrupted") == "corrupted"  # short: one line
+    assert fg.two_lines("reconstructions") == "reconstructions"  # one word: nowhere to break
