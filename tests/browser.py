@@ -132,6 +132,27 @@ def truncated_texts(page) -> list[str]:
     return page.evaluate(TRUNCATED_JS)
 
 
+FIGURE_BOXES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).map(el => {
+  const r = el.getBoundingClientRect(); const p = el.querySelector('.js-plotly-plot');
+  const t = p && p.layout && p.layout.title;
+  return {title: t ? (typeof t === 'string' ? t : (t.text || '')) : '', left: r.left, top: r.top, width: r.width};
+})"""
+
+# the page's width inside its padding (what the container query in dashboard.figures.LAYOUT_CSS measures)
+PAGE_WIDTH_JS = """() => { const el = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const cs = getComputedStyle(el); return el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); }"""
+
+
+def figure_boxes(page) -> list[dict]:
+    """Each plotly figure's title, left, top and width on the page (px)."""
+    return page.evaluate(FIGURE_BOXES_JS)
+
+
+def page_width(page) -> float:
+    """The main area's width inside its padding (px)."""
+    return page.evaluate(PAGE_WIDTH_JS)
+
+
 def clipped_titles(page) -> list[str]:
     """The figure and axis titles on the page that do not fit inside their figure."""
     return page.evaluate(CLIPPED_TITLES_JS)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from browser import (chromium_missing, clipped_titles, truncated_texts, errors, figures, layout_faults, legend_overlaps, legends,
-                     shot, wait_for_figure, wait_for_final_figures, wait_for_text)
+from browser import (chromium_missing, clipped_titles, errors, figure_boxes, figures, layout_faults, legend_overlaps, legends,
+                     page_width, shot, truncated_texts, wait_for_figure, wait_for_final_figures, wait_for_text)
 
 pytestmark = pytest.mark.browser
 
@@ -85,18 +85,6 @@ def test_precision_shifts_and_output_bias_from_the_url_train_to_the_end(server, 
     assert "Failed" not in page.inner_text("body")
 
 
-FIGURE_BOXES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).map(el => {
-  const r = el.getBoundingClientRect(); const p = el.querySelector('.js-plotly-plot');
-  const t = p && p.layout && p.layout.title;
-  return {title: t ? (typeof t === 'string' ? t : (t.text || '')) : '', left: r.left, top: r.top, width: r.width};
-})"""
-
-
-# the page's width inside its padding (what the container query in LAYOUT_CSS measures)
-PAGE_WIDTH_JS = """() => { const el = document.querySelector('[data-testid="stMainBlockContainer"]');
-  const cs = getComputedStyle(el); return el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); }"""
-
-
 @pytest.mark.parametrize("width", [1280, 1024])
 def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(server, page, width):
     # 1280 px with the sidebar open (a projector, or 1920 px zoomed to 150 %): the half-width figures
@@ -120,8 +108,8 @@ def test_titles_fit_and_legends_stay_clear_of_them_in_a_projector_sized_window(s
         shot(page, "page-" + title.lower().replace(" ", "-") + f"-{width}px")
         assert legend_overlaps(page) == [], title
         assert clipped_titles(page) == [], title
-        boxes = page.evaluate(FIGURE_BOXES_JS)
-        main = page.evaluate(PAGE_WIDTH_JS)
+        boxes = figure_boxes(page)
+        main = page_width(page)
         first_row = [b for b in boxes if abs(b["top"] - boxes[0]["top"]) < 2]
         if width == 1280:  # the first two figures side by side, each about half the page
             assert len(first_row) == 2, (title, boxes)

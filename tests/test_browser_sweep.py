@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from browser import chromium_missing, errors, figures, layout_faults, shot, wait_for_figure
+from browser import chromium_missing, errors, figure_boxes, figures, layout_faults, page_width, shot, wait_for_figure
 
 pytestmark = pytest.mark.browser
 
@@ -40,3 +40,17 @@ def test_sweep_page_runs_a_2x2_grid_and_shows_small_multiples(server, page):
     shot(page, "page-sweep")
     assert layout_faults(page) == []
     assert errors(page) == []
+
+    # at 1024 px with the sidebar open the page is narrow: the filter panels (four columns to a row)
+    # go two to a row, the pairs of line figures one to a row (dashboard.figures.LAYOUT_CSS)
+    page.set_viewport_size({"width": 1024, "height": 2200})
+    time.sleep(1.5)
+    boxes = {b["title"]: b for b in figure_boxes(page)}
+    width = page_width(page)
+    a, b = boxes["λ = 0"], boxes["λ = 0.3"]
+    assert abs(a["top"] - b["top"]) < 2 and b["left"] > a["left"], (a, b)  # side by side
+    assert 0.4 * width < a["width"] < 0.55 * width, (a, width)
+    err, sparse = boxes["Test error against λ"], boxes["Sparsity against λ"]
+    assert sparse["top"] > err["top"] + 100 and err["width"] > 0.9 * width, (err, sparse, width)  # stacked
+    shot(page, "page-sweep-1024px")
+    assert layout_faults(page) == []
