@@ -27,7 +27,8 @@ LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per i
 # side get about 270 px each: their titles ran past the edge and the filter tiles shrank to dots.
 # Below this page width a row of columns that holds a figure is stacked, each figure as wide as
 # the page (a container query on the page's own width, so an open or closed sidebar counts); a row
-# of three or more (the Sweep page's filter panels, four to a row) goes two to a row instead. At
+# of three or more (the Sweep page's filter panels, four to a row; the Train page's four numbers,
+# whose "time left" ended in "…") goes two to a row instead. At
 # 1280 px with the sidebar open the page is about 820 px wide and the figures stay side by side.
 # A button's or a checkbox's label wraps rather than ending in "…" in a narrow column ("Train tied
 # AE at K = 2, 4, 8, 16, 32" lost its last K at 1280 px; "Train the two models", "Order by norm"
@@ -44,7 +45,7 @@ LAYOUT_CSS = f"""<style>
   [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"], svg.aecore-live-chart) {{ flex-wrap: wrap; }}
   [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"], svg.aecore-live-chart) > [data-testid="stColumn"] {{
     width: 100% !important; flex: 1 1 100% !important; min-width: 100% !important; }}
-  [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"]):has(> [data-testid="stColumn"]:nth-child(3))
+  [data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"], [data-testid="stMetric"]):has(> [data-testid="stColumn"]:nth-child(3))
     > [data-testid="stColumn"] {{
     width: calc(50% - 1rem) !important; flex: 1 1 calc(50% - 1rem) !important; min-width: calc(50% - 1rem) !important; }}
 }}

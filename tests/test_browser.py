@@ -137,6 +137,11 @@ def test_stop_ends_a_long_run(server, page):
     deadline = time.time() + 60
     while time.time() < deadline and not any("loss" in f["title"].lower() for f in figures(page)):
         time.sleep(0.2)
+    time.sleep(1.0)  # the numbers above the chart, with minutes left
+    assert truncated_texts(page) == []
+    page.set_viewport_size({"width": 1024, "height": 2000})  # four numbers to a row: "time left" ended in "…"
+    time.sleep(1.0)
+    assert truncated_texts(page) == []
     page.locator(".st-key-train_stop button").first.click()  # (the toolbar has a Stop of its own)
     clicked = time.time()
     wait_for_text(page, "Stopped early", timeout=20)
