@@ -262,8 +262,9 @@ def _compare(ds, models: dict, x: np.ndarray, labels: list[str]) -> None:
         outputs = {name: inpaint(m, x, mask, iters) for name, m in {**models, "PCA": pca}.items()}
         hidden, shown_name = mask == 0, "with hidden pixels"
         per_image = float((mask == 0).sum(axis=1).mean())
-        title = (f"Inpainting {per_image:.0f} hidden pixels{' per image' if len(x) > 1 else ''} "
-                 f"({iters} iteration{'s' * (iters > 1)}); PCA with K = {k}")
+        # (PCA's K goes in the caption: the whole title ran past the figure's edge on a narrow page)
+        title = (f"Inpainting {per_image:.0f} hidden pixels{' per image' if len(x) > 1 else ''}, "
+                 f"{iters} iteration{'s' * (iters > 1)}")
     columns = {"original": x, shown_name: shown, **outputs}
     psnr = {name: psnr_rows(x, y, data_range) for name, y in columns.items() if name != "original"}
     classroom.show_figure(figs.comparison_figure(columns, psnr, ds.shape, ds.value_range, hidden=hidden,
@@ -273,7 +274,7 @@ def _compare(ds, models: dict, x: np.ndarray, labels: list[str]) -> None:
                           "better). " + ("Look for the denoising AE's column staying clean where the plain AE and PCA "
                                          "copy the noise." if mode == "noise" else
                                          "Orange: hidden pixels (shown to the models as 0). Observed pixels are "
-                                         "kept; look at what each model puts in the hole."),
+                                         f"kept; look at what each model puts in the hole. PCA with K = {k}."),
                           filename="denoise-compare")
     means = " · ".join(f"{name} **{np.mean(v):.1f} dB**" for name, v in psnr.items() if np.all(np.isfinite(v)))
     st.markdown(f"Mean PSNR over these images: {means}.")

@@ -95,6 +95,8 @@ def test_denoise_and_inpaint_after_training(at):
     at.radio(key="dn_mode").set_value("hide").run()
     assert not at.exception, at.exception
     spec = chart(at, "Inpainting 16 hidden pixels")  # the default block: 4 x 4 in the middle of 8 x 8
+    assert spec["layout"]["title"]["text"] == "Inpainting 16 hidden pixels, 3 iterations"  # short: fits 1024 px
+    assert any("PCA with K = 8." in c.value for c in at.caption)  # (PCA's K, moved out of the title)
     assert len(spec["data"]) == 2  # the images and the orange overlay
     assert notes(spec)[:2] == ["original", "with hidden<br>pixels"]  # (two lines: narrow columns)
     assert chart(at, "PSNR against noise level")["layout"]["xaxis"]["title"]["text"].startswith("fraction of pixels")
