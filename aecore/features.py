@@ -364,7 +364,10 @@ def _finetune(net, x, y, x_te, y_te, cfg: PretrainConfig, seed: int, device, sto
     yt = torch.as_tensor(y, device=device)
     xte = torch.as_tensor(x_te, device=device)
     yte = torch.as_tensor(y_te, device=device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+    from .training import fast_step, make_optimizer
+
+    opt = make_optimizer(torch.optim.Adam, net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+    opt_step = fast_step(opt)  # (fused on the CPU)
     gen = torch.Generator(device=device).manual_seed(seed)
     n, B = len(xt), min(cfg.finetune_batch, len(xt))
     E = cfg.finetune_epochs
@@ -390,7 +393,7 @@ def _finetune(net, x, y, x_te, y_te, cfg: PretrainConfig, seed: int, device, sto
             loss = F.cross_entropy(net(xt[idx]), yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            opt_step()
         if epoch in marks:
             evaluate(epoch)
         if stop is not None and stop.is_set():

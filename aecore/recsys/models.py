@@ -490,7 +490,11 @@ class _AutoRec(_NetWeights, Recommender):
         net = AutoRecNet(n_in, c.hidden).to(device)
         self.net_ = net
         params = list(net.parameters())
-        opt = torch.optim.Adam(params, lr=c.lr) if c.optimizer == "adam" else torch.optim.Rprop(params, lr=c.lr)
+        from ..training import fast_step, make_optimizer
+
+        opt = (make_optimizer(torch.optim.Adam, params, lr=c.lr) if c.optimizer == "adam"  # (fused on the CPU)
+               else torch.optim.Rprop(params, lr=c.lr))
+        opt_step = fast_step(opt)
 
         # nothing is densified: Rprop takes the full batch in chunks of rows whose codes (B, K) hold
         # about 4M values (ML-100K: one chunk), Adam one mini-batch of rows at a time
@@ -532,7 +536,7 @@ class _AutoRec(_NetWeights, Recommender):
                     loss = sum(terms.values())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    opt.step()
+                    opt_step()
                     for k, v in terms.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
                     n += len(idx)
@@ -764,7 +768,10 @@ class CDAE(_NetWeights, Recommender):
         n_users, n_items = y_csr.shape
         net = CDAENet(n_users, n_items, c.hidden).to(device)
         self.net_ = net
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        from ..training import fast_step, make_optimizer
+
+        opt = make_optimizer(torch.optim.Adam, net.parameters(), lr=c.lr)  # fused on the CPU
+        opt_step = fast_step(opt)
         active = np.flatnonzero(np.diff(y_csr.indptr) > 0)  # users with at least one training item
         best = (-math.inf, 0, None)
         for epoch in range(1, c.epochs + 1):
@@ -785,7 +792,7 @@ class CDAE(_NetWeights, Recommender):
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
+                opt_step()
                 total += float(loss.detach()) * len(u)
                 n += len(u)
             row = {"epoch": epoch, "loss": total / max(n, 1)}
