@@ -366,8 +366,9 @@ def _finetune(net, x, y, x_te, y_te, cfg: PretrainConfig, seed: int, device, sto
     yte = torch.as_tensor(y_te, device=device)
     from .training import fast_step, make_optimizer
 
+    # fused on the CPU, and stepped without Optimizer.step's bookkeeping
     opt = make_optimizer(torch.optim.Adam, net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
-    opt_step = fast_step(opt)  # (fused on the CPU)
+    opt_step = fast_step(opt)
     gen = torch.Generator(device=device).manual_seed(seed)
     n, B = len(xt), min(cfg.finetune_batch, len(xt))
     E = cfg.finetune_epochs

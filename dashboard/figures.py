@@ -28,8 +28,8 @@ LOSS_UNITS = {"squared": "squared error per image", "cross-entropy": "nats per i
 # Below this page width a row of columns that holds a figure is stacked, each figure as wide as
 # the page (a container query on the page's own width, so an open or closed sidebar counts); a row
 # of three or more (the Sweep page's filter panels, four to a row; the Train page's four numbers,
-# whose "time left" ended in "…") goes two to a row instead. At
-# 1280 px with the sidebar open the page is about 820 px wide and the figures stay side by side.
+# whose "time left" ended in "…") goes two to a row instead. At 1280 px with the sidebar open the
+# page is about 820 px wide and the figures stay side by side.
 # A button's or a checkbox's label wraps rather than ending in "…" in a narrow column ("Train tied
 # AE at K = 2, 4, 8, 16, 32" lost its last K at 1280 px; "Train the two models", "Order by norm"
 # and "also fit the baselines" were cut at 1024 px).

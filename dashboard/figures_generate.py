@@ -9,7 +9,6 @@ and units, in the shared ``style_layout``.
 from __future__ import annotations
 
 import math
-
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -17,8 +16,8 @@ import plotly.graph_objects as go
 
 from .figures import PALETTE, grid_axes, image_shape, style_layout, tile_mosaic
 
-__all__ = ["image_mosaic", "comparison_figure", "sample_grid_figure", "manifold_figure", "interpolation_figure", "thinned_labels", "two_lines",
-           "traversal_figure", "psnr_curve_figure", "kl_bars_figure", "rate_distortion_figure",
+__all__ = ["image_mosaic", "comparison_figure", "sample_grid_figure", "manifold_figure", "interpolation_figure",
+           "thinned_labels", "two_lines", "traversal_figure", "psnr_curve_figure", "kl_bars_figure", "rate_distortion_figure",
            "activation_histogram", "unit_means_figure", "mask_editor_figure", "HIDDEN_COLOR"]
 
 HIDDEN_COLOR = "#E69F00"  # hidden pixels (Okabe-Ito orange): stands out on grey

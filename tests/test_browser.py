@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from browser import (chromium_missing, clipped_titles, errors, figure_boxes, figures, layout_faults, legend_overlaps, legends,
-                     page_width, shot, truncated_texts, wait_for_figure, wait_for_final_figures, wait_for_text)
+from browser import (chromium_missing, clipped_titles, errors, figure_boxes, figures, layout_faults, legend_overlaps,
+                     legends, page_width, shot, truncated_texts, wait_for_figure, wait_for_final_figures,
+                     wait_for_text)
 
 pytestmark = pytest.mark.browser
 
