@@ -149,6 +149,11 @@ class DistributedTrainer(Trainer):
         # DistributedDataParallel all-reduces gradients from hooks as backward runs: not captured here
         return "distributed training (DistributedDataParallel's gradient all-reduce is not captured)"
 
+    def _analytic_fn(self, model, device):
+        # DistributedDataParallel all-reduces the gradients from autograd's hooks
+        self.backward_note = "distributed training (DistributedDataParallel all-reduces autograd's gradients)"
+        return None
+
     def _should_stop(self, step: int) -> bool:
         # every STOP_CHECK_STEPS steps: read the all-reduce of the flags sent the previous time
         # (done by now, so no rank waits for it) and send this rank's flag for the next time

@@ -196,12 +196,23 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        gx = mm_t(g, w.t()) if need_x else None          # (B, O) (O, I) -> (B, I)
-        gw = None
-        if need_w:                                         # (O, B) (B, I) -> (O, I)
-            gw = mm_t(g.t(), x.t()) if x.shape[1] >= MIN_GRAD_WIDTH else g.t().mm(x)
-        gb = g.sum(0) if ctx.has_bias and need_b else None
-        return gx, gw, gb
+        return linear_backward(x, w, g, need_x, need_w, ctx.has_bias and need_b, onednn=True)
+
+
+def linear_backward(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, need_x: bool = True, need_w: bool = True,
+                    need_b: bool = True, onednn: bool | None = None):
+    """The gradients (g w, gᵀ x, Σ_b g) of y = x wᵀ + b for dL/dy = g (B, O), each None where not
+    needed, on the kernel ``linear`` uses for this product (``onednn``: None asks ``onednn_applies``)."""
+    if onednn is None:
+        onednn = onednn_applies(x, w)
+    gx = gw = gb = None
+    if need_x:                                             # (B, O) (O, I) -> (B, I)
+        gx = mm_t(g, w.t()) if onednn else g.mm(w)
+    if need_w:                                             # (O, B) (B, I) -> (O, I)
+        gw = mm_t(g.t(), x.t()) if onednn and x.shape[1] >= MIN_GRAD_WIDTH else g.t().mm(x)
+    if need_b:
+        gb = g.sum(0)
+    return gx, gw, gb
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["squared_error", "cross_entropy", "l1_sparsity", "contractive_penalty",
+__all__ = ["squared_error", "cross_entropy", "bernoulli_nll_value", "l1_sparsity", "contractive_penalty",
            "activation_derivative", "gaussian_kl", "gaussian_nll"]
 
 
@@ -47,6 +47,16 @@ def cross_entropy(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | No
     return _masked_sum(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
 
 
+def bernoulli_nll_value(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``cross_entropy(logits, x)``'s value for (B, D) tensors of one dtype, without a graph:
+    sum_{b,d} [softplus(l) - x l] / B. Its gradient in the logits is (σ(l) - x) / B."""
+    flat_l, flat_x = logits.reshape(-1), x.reshape(-1)
+    # softplus(l) returns l above its threshold, dropping log1p(e^-l) < e^-t: below float32's
+    # resolution at t = 20, below float64's at t = 40
+    t = 20.0 if logits.dtype != torch.float64 else 40.0
+    return (F.softplus(logits, threshold=t).sum() - torch.dot(flat_x, flat_l)) / logits.shape[0]
+
+
 class _BernoulliNLL(torch.autograd.Function):
     """sum_{b,d} [softplus(l) - x l] / B, the same value as binary_cross_entropy_with_logits summed
     over d and averaged over b (-x log σ(l) - (1-x) log(1-σ(l)) = softplus(l) - x l), in three
@@ -54,12 +64,7 @@ class _BernoulliNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(logits, x):
-        n = logits.shape[0]
-        flat_l, flat_x = logits.reshape(-1), x.reshape(-1)
-        # softplus(l) returns l above its threshold, dropping log1p(e^-l) < e^-t: below float32's
-        # resolution at t = 20, below float64's at t = 40
-        t = 20.0 if logits.dtype != torch.float64 else 40.0
-        return (F.softplus(logits, threshold=t).sum() - torch.dot(flat_x, flat_l)) / n
+        return bernoulli_nll_value(logits, x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

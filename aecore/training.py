@@ -32,7 +32,7 @@ from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
-from .models import build_model, start_output_bias
+from .models import analytic, build_model, start_output_bias
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
            "fit", "resolve_device", "evaluate", "as_tensor",
@@ -421,9 +421,12 @@ class Trainer:
     with ``stopped=True`` and its metrics. Events are yielded from ``run()``.
     ``cuda_graph`` (None: ``$AECORE_CUDA_GRAPH``, on by default) lets a CUDA run replay its step as
     a CUDA graph where ``graph_reason`` allows; ``metrics["cuda_graph"]`` says whether it did and
-    ``graph_note`` why not. ``metrics["samples_per_second"]`` is the whole run's rate, first step
-    included; ``metrics["steady_samples_per_second"]`` counts from step ``metrics["steady_from_step"]``,
-    once the first GRAPH_WARMUP steps (and on CUDA the capture) are behind it.
+    ``graph_note`` why not. On the CPU a dense autoencoder's gradients are written out
+    (``aecore.models.analytic``; ``$AECORE_BACKWARD=autograd`` turns it off): ``metrics["backward"]``
+    says "analytic" or "autograd" and ``backward_note`` why autograd.
+    ``metrics["samples_per_second"]`` is the whole run's rate, first step included;
+    ``metrics["steady_samples_per_second"]`` counts from step ``metrics["steady_from_step"]``, once
+    the first GRAPH_WARMUP steps (and on CUDA the capture) are behind it.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data, stop: threading.Event | None = None,
@@ -443,6 +446,7 @@ class Trainer:
         self.memory_fraction = memory_fraction
         self.cuda_graph = cuda_graph  # None: $AECORE_CUDA_GRAPH, read when the run starts
         self.graph_note = ""  # after a run: why its step was not replayed as a CUDA graph ("" if it was)
+        self.backward_note = ""  # after a run: why its gradients came from autograd ("" if written out)
 
     def run(self) -> Iterator[Progress | Snapshot | Finished | Failed]:
         oom = False
@@ -581,7 +585,15 @@ class Trainer:
             acc.add_(vec)
             epoch_acc.add_(vec)
 
+        written_out = self._analytic_fn(model, device)
+
         def eager_step(xb):
+            if written_out is not None:  # the gradients written out: no graph, no backward
+                terms = written_out(xb, generator=gen, weights=weights)
+                vec = torch.stack([terms[n] for n in names]) * w_vec
+                opt_step()
+                record(vec, step)
+                return
             with amp:
                 terms = loss_fn(xb, generator=gen)
             vec = torch.stack([terms[n] for n in names]) * w_vec
@@ -681,7 +693,7 @@ class Trainer:
                    "seconds": seconds, "samples_per_second": samples / max(seconds, 1e-9),
                    **self._steady_rate(steady, step, samples, now, seconds),
                    "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss),
-                   "cuda_graph": replay is not None}
+                   "cuda_graph": replay is not None, "backward": "autograd" if written_out is None else "analytic"}
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
         yield Finished(metrics, tuple(history), model, stopped)
 
@@ -733,6 +745,12 @@ class Trainer:
     def _loss_fn(self, model):
         """What computes a training step's loss terms: ``fn(xb, generator=g) -> {name: tensor}``."""
         return model.loss_terms
+
+    def _analytic_fn(self, model, device):
+        """What computes a step's loss terms and gradients without autograd (``model.loss_and_grads``),
+        or None when the step goes through autograd; ``backward_note`` says why."""
+        self.backward_note = analytic.reason(model, self.train_cfg.precision, device) or ""
+        return None if self.backward_note else model.loss_and_grads
 
     def _should_stop(self, step: int) -> bool:
         """Whether training ends after ``step`` steps: once ``stop`` is set (the dashboard's Stop, a signal)."""

@@ -83,14 +83,16 @@ def test_training_with_shifts_sees_shifted_batches(digits, monkeypatch):
     seen = []
     from aecore.models.autoencoder import Autoencoder
 
-    orig = Autoencoder.loss_terms
+    def spy(orig):
+        def fn(self, x, *a, **k):
+            if self.training and x.shape[0] == 64:
+                seen.append(x.detach().clone())
+            return orig(self, x, *a, **k)
+        return fn
 
-    def spy(self, x, *a, **k):
-        if self.training and x.shape[0] == 64:
-            seen.append(x.detach().clone())
-        return orig(self, x, *a, **k)
-
-    monkeypatch.setattr(Autoencoder, "loss_terms", spy)
+    # the fail-fast check calls loss_terms; the steps, their gradients written out, loss_and_grads
+    monkeypatch.setattr(Autoencoder, "loss_terms", spy(Autoencoder.loss_terms))
+    monkeypatch.setattr(Autoencoder, "loss_and_grads", spy(Autoencoder.loss_and_grads))
     mc = ModelConfig(variant="sigmoid", code_size=8)
     tc = TrainConfig(epochs=1, batch_size=64, augment_shift=1, snapshot_every=1e9, progress_every=1e9)
     evs = list(Trainer(mc, tc, digits).run())

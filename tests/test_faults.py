@@ -107,15 +107,20 @@ def _oom_at_step(monkeypatch, exc: BaseException, when=lambda mc: True, at_call:
             return model
         built.append(weakref.ref(model))
         calls = [0]
-        inner = model.loss_terms
 
-        def loss_terms(*args, **kwargs):
-            calls[0] += 1
-            if calls[0] >= at_call:
-                raise type(exc)(*exc.args)  # a fresh one: a raised exception keeps its frames
-            return inner(*args, **kwargs)
+        def failing(inner):
+            def fn(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] >= at_call:
+                    raise type(exc)(*exc.args)  # a fresh one: a raised exception keeps its frames
+                return inner(*args, **kwargs)
+            return fn
 
-        model.loss_terms = loss_terms  # a reference cycle through the model, as real code makes them
+        # (reference cycles through the model, as real code makes them). A CPU step whose gradients
+        # are written out calls loss_and_grads, one through autograd loss_terms: both count
+        model.loss_terms = failing(model.loss_terms)
+        if hasattr(model, "loss_and_grads"):
+            model.loss_and_grads = failing(model.loss_and_grads)
         return model
 
     monkeypatch.setattr(training, "build_model", build)

@@ -136,6 +136,14 @@ class Autoencoder(nn.Module):
             terms[self.penalty.name] = self.penalty.fn(self, x_in, out)
         return terms
 
+    def loss_and_grads(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                       weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """``loss_terms`` (detached) with the weighted sum's gradients left in each ``.grad``,
+        written out without autograd (``aecore.models.analytic``, where ``analytic.reason`` allows)."""
+        from .analytic import loss_and_grads
+
+        return loss_and_grads(self, x, generator, weights)
+
     def loss_weights(self) -> dict[str, float]:
         w = {"recon": 1.0}
         if self.penalty is not None:
