@@ -693,7 +693,8 @@ class Trainer:
                    "seconds": seconds, "samples_per_second": samples / max(seconds, 1e-9),
                    **self._steady_rate(steady, step, samples, now, seconds),
                    "train_loss": epoch_loss if math.isfinite(epoch_loss) else (history[-1]["loss"] if history else epoch_loss),
-                   "cuda_graph": replay is not None, "backward": "autograd" if written_out is None else "analytic"}
+                   "cuda_graph": replay is not None,
+                   "backward": "autograd" if written_out is None else "analytic"}
         metrics.update(evaluate(model, data.x_test, x_np, mc.code_size, device, tc.seed))
         yield Finished(metrics, tuple(history), model, stopped)
 

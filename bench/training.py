@@ -64,9 +64,10 @@ def step_matmul_flops(model, dim: int = 784, batch: int = 64) -> float:
 
 
 def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=None, path=None,
-                steady=None) -> float:
+                steady=None, backward=None) -> float:
     """The Trainer's samples/s over the whole run; ``path`` (a list), if given, gets "CUDA graph" or
-    "eager", and ``steady`` (a list) the rate after its warm-up steps and capture."""
+    "eager", ``steady`` (a list) the rate after its warm-up steps and capture, and ``backward`` (a
+    list) how the gradients were taken ("analytic": written out; "autograd")."""
     tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-3, n_train=batch * steps, device=device,
                      precision=precision, snapshot_every=1e9, progress_every=1e9)
     for ev in Trainer(mc, tc, data, cuda_graph=cuda_graph).run():
@@ -75,6 +76,8 @@ def aecore_rate(mc, data, batch, steps, device, precision="float32", cuda_graph=
                 path.append("CUDA graph" if ev.metrics.get("cuda_graph") else "eager")
             if steady is not None:
                 steady.append(ev.metrics["steady_samples_per_second"])
+            if backward is not None:
+                backward.append(ev.metrics["backward"])
             return ev.metrics["samples_per_second"]
     raise RuntimeError("trainer failed")
 
@@ -114,15 +117,16 @@ def _canonical_loop(model, opt, loader, weights, device, autocast) -> float:
 
 
 def compare(mc, data, batch: int, steps: int, repeats: int, device: str, warmup: int = 5, also=None,
-            precision: str = "float32", path=None, steady=None):
+            precision: str = "float32", path=None, steady=None, backward=None):
     """aecore's (in ``precision``) and the float32 reference loop's samples/s, alternating after a
-    warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds; ``path`` and
-    ``steady`` as in ``aecore_rate``. Returns (ours, ref, also) lists."""
+    warm-up of each; ``also()`` (a third rate, or None) is measured in the same rounds; ``path``,
+    ``steady`` and ``backward`` as in ``aecore_rate``. Returns (ours, ref, also) lists."""
     ours, ref, other = [], [], []
     aecore_rate(mc, data, batch, warmup, device, precision)
     reference_rate(mc, data, batch, warmup, device)
     for _ in range(repeats):
-        ours.append(aecore_rate(mc, data, batch, steps, device, precision, path=path, steady=steady))
+        ours.append(aecore_rate(mc, data, batch, steps, device, precision, path=path, steady=steady,
+                                backward=backward))
         ref.append(reference_rate(mc, data, batch, steps, device))
         if also is not None and (v := also()) is not None:
             other.append(v)
@@ -243,10 +247,10 @@ def main(argv=None) -> int:
     lines = [f"# Training loop speed ({args.device})", "", machine_line(),
              f"Data: {'MNIST' if real else 'random 784-d stand-in (MNIST not found)'}; {args.steps} steps per "
              f"measurement, {args.repeats} alternating repeats (min / median / max).{skipped}", "",
-             "| model | batch | aecore precision | aecore samples/s | reference samples/s (float32) | aecore / reference "
-             "| reference with aecore's arithmetic samples/s | matmul GFLOP/s (same precision; float32: "
+             "| model | batch | aecore precision | aecore gradients | aecore samples/s | reference samples/s (float32) "
+             "| aecore / reference | reference with aecore's arithmetic samples/s | matmul GFLOP/s (same precision; float32: "
              "default kernel / oneDNN) | trainer GFLOP/s (6 x params x samples/s) | % of fastest matmul |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     goals = []  # float32 rows: (model, batch, min ratio, median ratio, % of fastest matmul, % 1.3x needs, ceiling %)
     for name, mc in MODELS.items():
         model = build_model(mc, 784)
@@ -258,8 +262,9 @@ def main(argv=None) -> int:
                 also = None if not bf16 and not kernels.available(args.device) else (
                     lambda: reference_rate(mc, data, batch, args.steps, args.device, autocast=bf16,
                                            linear="aten" if bf16 else "onednn"))
+                how = []
                 ours, ref, amp = compare(mc, data, batch, args.steps, args.repeats, args.device, also=also,
-                                         precision=precision)
+                                         precision=precision, backward=how)
                 ratio = [a / b for a, b in zip(ours, ref)]
                 rates = matmul_rates(shapes, batch, args.device, torch.bfloat16 if bf16 else torch.float32)
                 peak = max(rates)
@@ -268,7 +273,8 @@ def main(argv=None) -> int:
                 if precision == "float32":  # (and the % of peak that 1.3x the loop's median would take)
                     need = 100 * 1.3 * 6 * params * float(np.median(ref)) / 1e9 / peak
                     goals.append((name, batch, min(ratio), float(np.median(ratio)), pct, need, ceiling))
-                lines.append(f"| {name} | {batch} | {precision} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
+                grads = ", ".join(sorted(set(how), key=how.index))  # (one word unless a run changed its mind)
+                lines.append(f"| {name} | {batch} | {precision} | {grads} | {mmm(ours)} | {mmm(ref)} | {mmm(ratio)} | "
                              f"{mmm(amp) if amp else '—'} | {' / '.join(f'{r:.1f}' for r in rates)} | {mmm(eff)} | "
                              f"{pct:.0f} % |")
                 print(lines[-1], flush=True)
@@ -280,7 +286,9 @@ def main(argv=None) -> int:
               "gains. bfloat16 rows: aecore's mixed precision (matrix products in bfloat16; weights, Adam state and "
               "losses in float32) against the float32 canonical loop; the third column is that loop with "
               "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "
-              "trained both ways).", "",
+              "trained both ways). Column \"aecore gradients\": \"analytic\" where the Trainer's step writes the "
+              "gradients out (`aecore.models.analytic`: the dense autoencoders on the CPU in float32), \"autograd\" "
+              "elsewhere (the VAE, bfloat16, a GPU; `AECORE_BACKWARD=autograd` everywhere).", "",
               "How much oneDNN gains over the default kernel depends on the CPU: the matmul column gives both "
               "kernels' rates on this machine, and the float32 goals follow them."]
     text = "\n".join(lines)
