@@ -149,7 +149,7 @@ class DistributedTrainer(Trainer):
         # DistributedDataParallel all-reduces gradients from hooks as backward runs: not captured here
         return "distributed training (DistributedDataParallel's gradient all-reduce is not captured)"
 
-    def _analytic_fn(self, model, device):
+    def _written_out_fn(self, model, device):
         # DistributedDataParallel all-reduces the gradients from autograd's hooks
         self.backward_note = "distributed training (DistributedDataParallel all-reduces autograd's gradients)"
         return None

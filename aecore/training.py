@@ -32,7 +32,8 @@ from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
-from .models import analytic, build_model, start_output_bias
+from . import backprop
+from .models import build_model, start_output_bias
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
            "fit", "resolve_device", "evaluate", "as_tensor",
@@ -422,7 +423,7 @@ class Trainer:
     ``cuda_graph`` (None: ``$AECORE_CUDA_GRAPH``, on by default) lets a CUDA run replay its step as
     a CUDA graph where ``graph_reason`` allows; ``metrics["cuda_graph"]`` says whether it did and
     ``graph_note`` why not. On the CPU a dense autoencoder's gradients are written out
-    (``aecore.models.analytic``; ``$AECORE_BACKWARD=autograd`` turns it off): ``metrics["backward"]``
+    (``aecore.backprop``; ``$AECORE_BACKWARD=autograd`` turns it off): ``metrics["backward"]``
     says "analytic" or "autograd" and ``backward_note`` why autograd.
     ``metrics["samples_per_second"]`` is the whole run's rate, first step included;
     ``metrics["steady_samples_per_second"]`` counts from step ``metrics["steady_from_step"]``, once
@@ -585,7 +586,7 @@ class Trainer:
             acc.add_(vec)
             epoch_acc.add_(vec)
 
-        written_out = self._analytic_fn(model, device)
+        written_out = self._written_out_fn(model, device)
 
         def eager_step(xb):
             if written_out is not None:  # the gradients written out: no graph, no backward
@@ -747,10 +748,10 @@ class Trainer:
         """What computes a training step's loss terms: ``fn(xb, generator=g) -> {name: tensor}``."""
         return model.loss_terms
 
-    def _analytic_fn(self, model, device):
+    def _written_out_fn(self, model, device):
         """What computes a step's loss terms and gradients without autograd (``model.loss_and_grads``),
         or None when the step goes through autograd; ``backward_note`` says why."""
-        self.backward_note = analytic.reason(model, self.train_cfg.precision, device) or ""
+        self.backward_note = backprop.reason(model, self.train_cfg.precision, device) or ""
         return None if self.backward_note else model.loss_and_grads
 
     def _should_stop(self, step: int) -> bool:

@@ -287,7 +287,7 @@ def main(argv=None) -> int:
               "losses in float32) against the float32 canonical loop; the third column is that loop with "
               "bfloat16 autocast added. The quality cost is in the anchors section (deep autoencoder and VAE "
               "trained both ways). Column \"aecore gradients\": \"analytic\" where the Trainer's step writes the "
-              "gradients out (`aecore.models.analytic`: the dense autoencoders on the CPU in float32), \"autograd\" "
+              "gradients out (`aecore.backprop`: the dense autoencoders on the CPU in float32), \"autograd\" "
               "elsewhere (the VAE, bfloat16, a GPU; `AECORE_BACKWARD=autograd` everywhere).", "",
               "How much oneDNN gains over the default kernel depends on the CPU: the matmul column gives both "
               "kernels' rates on this machine, and the float32 goals follow them."]

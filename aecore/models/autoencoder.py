@@ -139,8 +139,8 @@ class Autoencoder(nn.Module):
     def loss_and_grads(self, x: torch.Tensor, generator: torch.Generator | None = None,
                        weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """``loss_terms`` (detached) with the weighted sum's gradients left in each ``.grad``,
-        written out without autograd (``aecore.models.analytic``, where ``analytic.reason`` allows)."""
-        from .analytic import loss_and_grads
+        written out without autograd (``aecore.backprop``, where ``backprop.reason`` allows)."""
+        from ..backprop import loss_and_grads
 
         return loss_and_grads(self, x, generator, weights)
 

@@ -90,6 +90,13 @@ class VAE(nn.Module):
         out = self(x_in, sample=sample, generator=generator, recon=self.cfg.loss != "cross-entropy")
         return {"recon": self.recon_term(out, x, mask), "kl": objectives.gaussian_kl(out.mu, out.logvar)}
 
+    def loss_and_grads(self, x, generator=None, weights=None):
+        """``loss_terms`` (detached) with the gradients left in each ``.grad``, written out
+        (``aecore.backprop``, where ``backprop.reason`` allows)."""
+        from ..backprop import loss_and_grads
+
+        return loss_and_grads(self, x, generator, weights)
+
     def loss_weights(self):
         return {"recon": 1.0, "kl": float(self.cfg.beta)}
 
