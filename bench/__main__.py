@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # part -> (full arguments, quick arguments, output files)
 PARTS = {
     "training": ([], ["--quick"], ["training-cpu.md"]),
+    "backward": ([], ["--quick"], ["backward-cpu.md"]),
     "anchors": ([], ["--quick"], ["anchors-deep.md", "anchors-linear.md", "anchors-vae.md", "anchors-sweeps.md"]),
     "dashboard": (["--repeats", "3", "--epochs", "1500"], ["--repeats", "1", "--epochs", "60"], ["dashboard.md", "dashboard-pinned.md"]),
     "recsys": ([], ["--quick"], ["recsys.md"]),
