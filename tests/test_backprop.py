@@ -41,8 +41,8 @@ CASES = {
 def _model(kw, dtype=torch.float64, dim=D, k=6):
     m = build_model(ModelConfig(code_size=k, **kw), dim, generator=torch.Generator().manual_seed(1)).to(dtype)
     with torch.no_grad():  # biases away from 0, so that a dropped bias gradient shows
-        for n, b in m.named_parameters():
-            if n.endswith("b.0") or n.endswith("b.1") or n.endswith("bias"):
+        for b in m.parameters():
+            if b.ndim == 1:
                 b.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(b.numel()))
     return m
 
