@@ -427,8 +427,9 @@ def sidebar() -> tuple[ModelConfig, TrainConfig] | None:
         st.caption(cuda_status())
         st.selectbox("Precision", PRECISIONS, key="sb_precision",
                      help="bfloat16 = mixed precision: matrix products in bfloat16, weights and losses in "
-                          "float32. 0.9-2.0x float32's speed on CPUs with bfloat16 units (AVX512-BF16, AMX), most for big layers; without them it is slower; "
-                          "errors differ from float32 in the third digit.")
+                          "float32. On CPUs with bfloat16 units (AVX512-BF16, AMX) 0.9-1.7x float32's speed for "
+                          "MNIST-sized layers, most for big ones; for small layers (the digits set) about a third "
+                          "of it; without such units much slower. Errors differ from float32 in the third digit.")
         on_cpu = st.session_state.get("sb_device") == "cpu" or not torch.cuda.is_available()
         if st.session_state.get("sb_precision") == "bfloat16" and on_cpu and (slow := bf16_warning()):
             st.caption(f"⚠️ bfloat16 on the CPU: {slow}.")
