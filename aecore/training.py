@@ -27,12 +27,11 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
-from . import kernels
+from . import backprop, kernels
 from .augment import check_shift, random_shift
 from .baselines import fit_pca
 from .config import ModelConfig, TrainConfig
 from .metrics import principal_angles_deg, recon_errors
-from . import backprop
 from .models import build_model, start_output_bias
 
 __all__ = ["Progress", "Snapshot", "Finished", "Failed", "Evaluation", "Trainer", "TrainResult", "TrainingFailed",
@@ -422,7 +421,7 @@ class Trainer:
     with ``stopped=True`` and its metrics. Events are yielded from ``run()``.
     ``cuda_graph`` (None: ``$AECORE_CUDA_GRAPH``, on by default) lets a CUDA run replay its step as
     a CUDA graph where ``graph_reason`` allows; ``metrics["cuda_graph"]`` says whether it did and
-    ``graph_note`` why not. On the CPU a dense autoencoder's gradients are written out
+    ``graph_note`` why not. On the CPU the gradients of a dense autoencoder or the VAE are written out
     (``aecore.backprop``; ``$AECORE_BACKWARD=autograd`` turns it off): ``metrics["backward"]``
     says "analytic" or "autograd" and ``backward_note`` why autograd.
     ``metrics["samples_per_second"]`` is the whole run's rate, first step included;
