@@ -112,7 +112,7 @@ def _forward(ws, bs, acts, h, onednn):
     hs = [h]
     for i, (w, b) in enumerate(zip(ws, bs)):
         onednn.append(kernels.onednn_applies(hs[-1], w, b))
-        a = kernels.linear(hs[-1], w, b)
+        a = kernels.linear(hs[-1], w, b, onednn=onednn[-1])
         if i < len(ws) - 1:
             hs.append(_act_(acts[i], a))
     return hs, a
@@ -131,17 +131,20 @@ def _backward(ws, hs, acts, g, onednn, first_needs_x=False):
     return w_grads, b_grads, gx
 
 
-def _recon(cfg, z, x, B, gaussian_const=False):
-    """The reconstruction term from the logits z (B, D), and dL/dz, formed in z's own buffer where it can be."""
+def _recon(cfg, z, x, weight=1.0, gaussian_const=False):
+    """The reconstruction term from the logits z (B, D), and d(weight x term)/dz, formed in z's own
+    buffer where it can be."""
+    B = x.shape[0]
     if cfg.loss == "cross-entropy":
         value = objectives.bernoulli_nll_value(z, x)
-        return value, z.sigmoid_().sub_(x).mul_(1.0 / B)  # the logits are not needed again
+        return value, z.sigmoid_().sub_(x).mul_(weight / B)  # the logits are not needed again
     recon = _act_(cfg.output, z)
     d = recon - x
-    sse = torch.dot(d.reshape(-1), d.reshape(-1)) / B
+    sse = torch.dot(d.reshape(-1), d.reshape(-1)) / B  # (one pass, where squared_error makes three)
     if gaussian_const:  # -log N(x; x̂, I): half the squared error plus D/2 log 2π
-        return 0.5 * sse + 0.5 * x.shape[1] * math.log(2 * math.pi), _act_backward(cfg.output, d.mul_(1.0 / B), recon)
-    return sse, _act_backward(cfg.output, d.mul_(2.0 / B), recon)
+        return (0.5 * sse + 0.5 * x.shape[1] * math.log(2 * math.pi),
+                _act_backward(cfg.output, d.mul_(weight / B), recon))
+    return sse, _act_backward(cfg.output, d.mul_(2.0 * weight / B), recon)
 
 
 @torch.no_grad()
@@ -163,13 +166,11 @@ def loss_and_grads(model, x: torch.Tensor, generator: torch.Generator | None = N
     code = _act_(model.code_activation, a)
     hs_dec, logits = _forward(dec_w, list(model.dec_b), acts, code, onednn_dec)
     terms = {}
-    terms["recon"], g = _recon(cfg, logits, x, B)
+    terms["recon"], g = _recon(cfg, logits, x, float(weights.get("recon", 1.0)))
     lam = 0.0
     if model.penalty is SPARSITY:
-        terms[SPARSITY.name] = code.abs().sum() / B
+        terms[SPARSITY.name] = objectives.l1_sparsity(code)
         lam = float(weights[SPARSITY.name])
-    if weights.get("recon", 1.0) != 1.0:
-        g = g * float(weights["recon"])
     dec_wg, dec_bg, g_code = _backward(dec_w, hs_dec, acts, g, onednn_dec, first_needs_x=True)
     if lam:  # the sparsity term's gradient joins at the code
         g_code = g_code.add_(code.sign(), alpha=lam / B)
@@ -196,8 +197,8 @@ def _vae(model: VAE, x: torch.Tensor, generator, weights) -> dict[str, torch.Ten
         h = _act_(model.activation, a)
     for lin in (model.mu, model.logvar):
         onednn_code.append(kernels.onednn_applies(h, lin.weight, lin.bias))
-    mu = kernels.linear(h, model.mu.weight, model.mu.bias)  # (B, K)
-    logvar = kernels.linear(h, model.logvar.weight, model.logvar.bias)
+    mu = kernels.linear(h, model.mu.weight, model.mu.bias, onednn=onednn_code[0])  # (B, K)
+    logvar = kernels.linear(h, model.logvar.weight, model.logvar.bias, onednn=onednn_code[1])
     if model.training:  # drawn as sample_code draws it, after any corruption
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         sigma = torch.exp(0.5 * logvar)
@@ -206,11 +207,9 @@ def _vae(model: VAE, x: torch.Tensor, generator, weights) -> dict[str, torch.Ten
         z = mu
     hs_dec, logits = _forward([m.weight for m in dec], [m.bias for m in dec], acts, z, onednn_dec)
     terms = {}
-    terms["recon"], g = _recon(cfg, logits, x, B, gaussian_const=True)
+    terms["recon"], g = _recon(cfg, logits, x, float(weights.get("recon", 1.0)), gaussian_const=True)
+    terms["kl"] = objectives.gaussian_kl(mu, logvar)  # ((B, K): small)
     var = logvar.exp()
-    terms["kl"] = -0.5 * (B * mu.shape[1] + logvar.sum() - torch.dot(mu.reshape(-1), mu.reshape(-1)) - var.sum()) / B
-    if weights.get("recon", 1.0) != 1.0:
-        g = g * float(weights["recon"])
     beta = float(weights["kl"])
     dec_w, dec_b, dz = _backward([m.weight for m in dec], hs_dec, acts, g, onednn_dec, first_needs_x=True)
     dmu = dz.add(mu, alpha=beta / B)

@@ -569,7 +569,7 @@ def train_document_ae(x: np.ndarray, p: np.ndarray, cfg: DocTrainConfig,
     A small loop of its own (not ``aecore.training.Trainer``): the loss needs a target that is
     not the input (p, the word distribution, vs x, the scaled log counts)."""
     torch = _torch()
-    from .training import TrainingFailed, fast_step, make_optimizer, resolve_device
+    from .training import TrainingFailed, optimizer_and_step, resolve_device
 
     torch.set_flush_denormal(True)
     device = resolve_device(cfg.device)
@@ -580,8 +580,7 @@ def train_document_ae(x: np.ndarray, p: np.ndarray, cfg: DocTrainConfig,
     n = xt.shape[0]
     B = min(cfg.batch_size, n)
     steps = math.ceil(n / B) * cfg.epochs
-    opt = make_optimizer(torch.optim.Adam, model.parameters(), lr=cfg.lr)  # fused on the CPU
-    opt_step = fast_step(opt)
+    opt, opt_step = optimizer_and_step(torch.optim.Adam, model.parameters(), lr=cfg.lr)  # fused on the CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     with torch.no_grad():  # fail fast on data that makes the loss non-finite
         first = model.loss_terms(xt[:B], pt[:B])["recon"]

@@ -364,11 +364,11 @@ def _finetune(net, x, y, x_te, y_te, cfg: PretrainConfig, seed: int, device, sto
     yt = torch.as_tensor(y, device=device)
     xte = torch.as_tensor(x_te, device=device)
     yte = torch.as_tensor(y_te, device=device)
-    from .training import fast_step, make_optimizer
+    from .training import optimizer_and_step
 
     # fused on the CPU, and stepped without Optimizer.step's bookkeeping
-    opt = make_optimizer(torch.optim.Adam, net.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
-    opt_step = fast_step(opt)
+    opt, opt_step = optimizer_and_step(torch.optim.Adam, net.parameters(), lr=cfg.finetune_lr,
+                                       weight_decay=cfg.weight_decay)
     gen = torch.Generator(device=device).manual_seed(seed)
     n, B = len(xt), min(cfg.finetune_batch, len(xt))
     E = cfg.finetune_epochs

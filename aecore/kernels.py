@@ -215,9 +215,11 @@ def linear_backward(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor, need_x: b
     return gx, gw, gb
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, w, b)``: x (B, I), w (O, I), b (O,) -> (B, O), by oneDNN where it applies."""
-    if not onednn_applies(x, w, b):
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+           onednn: bool | None = None) -> torch.Tensor:
+    """``F.linear(x, w, b)``: x (B, I), w (O, I), b (O,) -> (B, O), by oneDNN where it applies
+    (``onednn``: what ``onednn_applies(x, w, b)`` says, for a caller that has asked already)."""
+    if not (onednn_applies(x, w, b) if onednn is None else onednn):
         return F.linear(x, w, b)
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
         return _Linear.apply(x, w, b)

@@ -301,6 +301,12 @@ def make_optimizer(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
     return opt_cls(params, **kwargs)
 
 
+def optimizer_and_step(opt_cls, params, **kwargs):
+    """``make_optimizer(opt_cls, params, **kwargs)`` and what steps it (``fast_step``): the pair
+    every training loop here uses."""
+    opt = make_optimizer(opt_cls, params, **kwargs)
+    return opt, fast_step(opt)
+
 
 def _plain_fused_adam(opt) -> bool:
     """Whether ``opt`` is a fused CPU Adam that ``Adam.step`` would update with one ``_fused_adam_``
@@ -500,11 +506,11 @@ class Trainer:
         graph_wanted = not self.graph_note
         opt_cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.SGD
         if graph_wanted:  # Adam's state and its learning rate on the device, so that a graph can step it
-            opt = make_optimizer(opt_cls, model.parameters(), lr=torch.tensor(float(tc.lr), device=device),
-                                 weight_decay=tc.weight_decay, capturable=True)
+            opt, opt_step = optimizer_and_step(opt_cls, model.parameters(),
+                                               lr=torch.tensor(float(tc.lr), device=device),
+                                               weight_decay=tc.weight_decay, capturable=True)
         else:
-            opt = make_optimizer(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        opt_step = fast_step(opt)
+            opt, opt_step = optimizer_and_step(opt_cls, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         amp = mixed_precision(tc.precision, device)
         if tc.precision == "bfloat16" and device.type == "cpu" and (slow := kernels.bf16_warning()):
             warnings.warn(f"precision='bfloat16': {slow}", RuntimeWarning, stacklevel=2)

@@ -490,11 +490,11 @@ class _AutoRec(_NetWeights, Recommender):
         net = AutoRecNet(n_in, c.hidden).to(device)
         self.net_ = net
         params = list(net.parameters())
-        from ..training import fast_step, make_optimizer
+        from ..training import optimizer_and_step
 
-        opt = (make_optimizer(torch.optim.Adam, params, lr=c.lr) if c.optimizer == "adam"  # (fused on the CPU)
-               else torch.optim.Rprop(params, lr=c.lr))
-        opt_step = fast_step(opt)
+        # Adam fused on the CPU
+        opt, opt_step = optimizer_and_step(torch.optim.Adam if c.optimizer == "adam" else torch.optim.Rprop,
+                                           params, lr=c.lr)
 
         # nothing is densified: Rprop takes the full batch in chunks of rows whose codes (B, K) hold
         # about 4M values (ML-100K: one chunk), Adam one mini-batch of rows at a time
@@ -768,10 +768,9 @@ class CDAE(_NetWeights, Recommender):
         n_users, n_items = y_csr.shape
         net = CDAENet(n_users, n_items, c.hidden).to(device)
         self.net_ = net
-        from ..training import fast_step, make_optimizer
+        from ..training import optimizer_and_step
 
-        opt = make_optimizer(torch.optim.Adam, net.parameters(), lr=c.lr)  # fused on the CPU
-        opt_step = fast_step(opt)
+        opt, opt_step = optimizer_and_step(torch.optim.Adam, net.parameters(), lr=c.lr)  # fused on the CPU
         active = np.flatnonzero(np.diff(y_csr.indptr) > 0)  # users with at least one training item
         best = (-math.inf, 0, None)
         for epoch in range(1, c.epochs + 1):
